@@ -1,0 +1,15 @@
+"""espnet-eexit: early-exit speech recognition as an ESPnet plugin.
+
+Importing this package registers our classes into ESPnet's ``espnet2.tasks.asr`` class choices:
+
+* encoders ``eexit_conformer``, ``eexit_transformer``, ``eexit_e_branchformer``
+* model ``eexit`` (:class:`espnet_eexit.model.EarlyExitASRModel`)
+
+ESPnet has no plugin entry points, so run training and decoding through
+``python -m espnet_eexit.bin.asr_train`` / ``asr_inference``, which import this package first.
+"""
+from espnet_eexit.registration import register
+
+__version__ = "0.1.0"
+
+register()

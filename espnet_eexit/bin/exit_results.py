@@ -1,0 +1,102 @@
+"""Collect sclite scores of every exit into a Markdown table and a WER-per-exit plot.
+
+    python -m espnet_eexit.bin.exit_results --num_layers 12 \
+        --output_md RESULTS.md --output_png exp/asr/wer_per_exit.png exp/asr/decode_ctc
+
+Reads ``<decode_dir>/<test_set>/exit<k>/score_{wer,cer}/result.txt`` (sclite ``-o all``) for every
+test set and exit found, and writes one table: rows = exits (layer k, relative depth k/L),
+columns = WER and CER per test set.
+"""
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+# "| Sum/Avg |   40   196 | 80.1  15.3   4.6   2.0  21.9  60.0 |"
+_SUM_LINE = re.compile(r"Sum/Avg\s*\|\s*(\d+)\s+(\d+)\s*\|\s*([\d.\s]+)\|")
+
+
+def read_sclite(result_txt: Path) -> Tuple[float, int, int]:
+    """``(error rate %, #sentences, #reference tokens)`` from an sclite ``-o all`` report."""
+    match = _SUM_LINE.search(result_txt.read_text(errors="replace"))
+    if match is None:
+        raise ValueError(f"{result_txt}: no 'Sum/Avg' line (is it an sclite -o all report?)")
+    numbers = [float(v) for v in match.group(3).split()]
+    return numbers[4], int(match.group(1)), int(match.group(2))  # Corr Sub Del Ins Err S.Err
+
+
+def collect(decode_dir: Path) -> Dict[str, Dict[int, Dict[str, float]]]:
+    """``{test_set: {exit_layer: {"wer": x, "cer": y}}}`` for every scored exit."""
+    results: Dict[str, Dict[int, Dict[str, float]]] = {}
+    for result in sorted(decode_dir.glob("*/exit*/score_*/result.txt")):
+        exit_dir = result.parent.parent
+        layer = int(exit_dir.name[len("exit"):])
+        metric = result.parent.name[len("score_"):]
+        err, _, _ = read_sclite(result)
+        results.setdefault(exit_dir.parent.name, {}).setdefault(layer, {})[metric] = err
+    return results
+
+
+def markdown(results, num_layers: int, title: str) -> str:
+    tests = sorted(results)
+    layers = sorted({k for per_test in results.values() for k in per_test})
+    head = "| exit (layer) | relative depth | " + " | ".join(
+        f"{t} WER | {t} CER" for t in tests) + " |"
+    rule = "|" + "---|" * (2 + 2 * len(tests))
+    rows = []
+    for k in layers:
+        cells = []
+        for t in tests:
+            scores = results[t].get(k, {})
+            cells += [f"{scores['wer']:.1f}" if "wer" in scores else "-",
+                      f"{scores['cer']:.1f}" if "cer" in scores else "-"]
+        rows.append(f"| {k} | {k / num_layers:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join([f"### {title}", "", head, rule, *rows, ""])
+
+
+def plot(results, num_layers: int, png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for test, per_exit in sorted(results.items()):
+        layers = sorted(k for k in per_exit if "wer" in per_exit[k])
+        ax.plot(layers, [per_exit[k]["wer"] for k in layers], marker="o", label=test)
+    ax.set_xlabel(f"exit layer (of {num_layers})")
+    ax.set_ylabel("WER (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def main(cmd: Optional[list] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("decode_dir", type=Path)
+    parser.add_argument("--num_layers", type=int, required=True)
+    parser.add_argument("--title", default=None)
+    parser.add_argument("--output_md", type=Path, default=None, help="write the table here too")
+    parser.add_argument("--output_png", type=Path, default=None)
+    args = parser.parse_args(cmd)
+    if not args.decode_dir.is_dir():
+        parser.error(f"decode dir not found: {args.decode_dir}")
+    results = collect(args.decode_dir)
+    if not results:
+        parser.error(f"no scores under {args.decode_dir}/<test_set>/exit<k>/score_*/result.txt")
+    title = args.title or f"{args.decode_dir}"
+    table = markdown(results, args.num_layers, title)
+    print(table)
+    if args.output_md:
+        args.output_md.write_text(table)
+    if args.output_png:
+        plot(results, args.num_layers, args.output_png, title)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

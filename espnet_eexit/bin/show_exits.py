@@ -1,0 +1,52 @@
+"""Print the exit layers (and depth) of a trained early-exit model, for shell recipes.
+
+    python -m espnet_eexit.bin.show_exits exp/asr_train/config.yaml            # -> 2 4 6
+    python -m espnet_eexit.bin.show_exits --num_layers exp/asr_train/config.yaml  # -> 6
+"""
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+import yaml
+
+from espnet2.tasks.asr import encoder_choices
+from espnet2.utils.get_default_kwargs import get_default_kwargs
+
+from espnet_eexit.encoder.early_exit import (
+    EarlyExitEncoderMixin, default_exit_layers, validate_exit_layers)
+from espnet_eexit.errors import EarlyExitConfigError
+
+
+def exits_of_config(config: dict) -> Tuple[List[int], int]:
+    """``(exit_layers, num_layers)`` of an ESPnet ASR training config (a parsed config.yaml)."""
+    name = config.get("encoder")
+    cls = encoder_choices.classes.get(str(name).lower())
+    if cls is None or not issubclass(cls, EarlyExitEncoderMixin):
+        raise EarlyExitConfigError(
+            f"encoder: {name} is not an early-exit encoder "
+            f"(expected one of eexit_conformer, eexit_transformer, eexit_e_branchformer)"
+        )
+    conf = {**get_default_kwargs(cls), **(config.get("encoder_conf") or {})}
+    num_layers = int(conf["num_blocks"])
+    exits = conf.get("exit_layers")
+    return (default_exit_layers(num_layers) if exits is None
+            else validate_exit_layers(exits, num_layers)), num_layers
+
+
+def main(cmd=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path, help="config.yaml written by asr_train")
+    parser.add_argument("--num_layers", action="store_true", help="print the number of layers instead")
+    args = parser.parse_args(cmd)
+    if not args.config.is_file():
+        parser.error(f"config not found: {args.config}")
+    try:
+        exits, num_layers = exits_of_config(yaml.safe_load(args.config.read_text()))
+    except EarlyExitConfigError as e:
+        parser.error(f"{args.config}: {e}")
+    print(num_layers if args.num_layers else " ".join(map(str, exits)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

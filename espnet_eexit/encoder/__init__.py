@@ -1,0 +1,1 @@
+"""Early-exit encoders: one mechanism (:mod:`.early_exit`), several ESPnet backbones."""

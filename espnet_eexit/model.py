@@ -1,0 +1,299 @@
+"""``model: eexit`` — ESPnet's ASR model trained with the early-exit objective.
+
+Every exit ``k`` of the encoder gets a CTC head (its own, as in the paper, or one shared head) and,
+for attention encoder-decoder models, a decoder (its own per exit, as in the paper, or one shared).
+The training loss is ``sum_k w_k * loss_k`` with the usual joint loss per exit,
+``loss_k = ctc_weight * CTC_k + (1 - ctc_weight) * Att_k``.
+
+Reported statistics (ESPnet logs, ``images/``, tensorboard):
+
+* ``loss``: the combined early-exit objective (what is optimised). ``valid.loss`` follows it.
+* ``loss_ctc``, ``cer_ctc``, ``loss_att``, ``acc``, ``cer``, ``wer``: the LAST exit, with ESPnet's
+  usual names, so ``valid.acc`` (checkpoint selection and ``valid.acc.ave.pth``) follows the full
+  depth model, exactly as for a single-exit ESPnet model.
+* ``loss_exit<k>``, ``loss_ctc_exit<k>``, ``cer_ctc_exit<k>``, ``loss_att_exit<k>``, ``acc_exit<k>``,
+  ``cer_exit<k>``, ``wer_exit<k>``: the same per exit (``k`` = layer number).
+
+The heads of the last exit are ESPnet's own ``ctc`` and ``decoder`` attributes (same parameter
+names as a single-exit model, so an ESPnet checkpoint initialises the last exit); those of the
+other exits live in ``exit_ctcs`` / ``exit_decoders``, keyed by layer number.
+"""
+import copy
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+from espnet2.asr.decoder.linear_decoder import LinearDecoder
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet.nets.pytorch_backend.nets_utils import th_accuracy
+from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
+
+from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, ExitOutput
+from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.signature import merged_signature
+
+EXIT_LOSS_WEIGHT_MODES = ("sum", "mean")
+
+
+def resolve_exit_loss_weights(
+    exit_loss_weights: Union[str, List[float]], num_exits: int
+) -> List[float]:
+    """``"sum"`` -> all 1 (the paper), ``"mean"`` -> all 1/N, a list -> checked and returned."""
+    if isinstance(exit_loss_weights, str):
+        if exit_loss_weights == "sum":
+            return [1.0] * num_exits
+        if exit_loss_weights == "mean":
+            return [1.0 / num_exits] * num_exits
+        raise EarlyExitConfigError(
+            f"exit_loss_weights={exit_loss_weights!r}: must be one of {EXIT_LOSS_WEIGHT_MODES} "
+            f"or a list of {num_exits} non-negative numbers (one per exit)"
+        )
+    weights = [float(w) for w in exit_loss_weights]
+    if len(weights) != num_exits:
+        raise EarlyExitConfigError(
+            f"exit_loss_weights has {len(weights)} values but the encoder has {num_exits} exits: "
+            f"give one non-negative weight per exit"
+        )
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise EarlyExitConfigError(
+            f"exit_loss_weights={weights}: weights must be >= 0 and not all 0"
+        )
+    return weights
+
+
+def _fresh_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``module`` with newly initialised parameters (an independent head)."""
+    clone = copy.deepcopy(module)
+    for m in clone.modules():
+        if m is not clone and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return clone
+
+
+class EarlyExitASRModel(ESPnetASRModel):
+    """ESPnet's :class:`ESPnetASRModel` with one CTC (and decoder) per encoder exit.
+
+    Args:
+        share_ctc_head: one CTC head for every exit (``True``) or one per exit (``False``, paper).
+        decoder_per_exit: one attention decoder per exit (``True``, paper's AED) or one shared
+            decoder (``False``). Default (``None``): per exit when the model has a decoder.
+        exit_loss_weights: ``"sum"`` (paper), ``"mean"``, or one weight per exit.
+        **kwargs: every argument of :class:`ESPnetASRModel` (``ctc_weight``, ``lsm_weight``, ...);
+            ``interctc_weight`` must stay 0 (exits replace InterCTC).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        token_list: Union[Tuple[str, ...], List[str]],
+        encoder: torch.nn.Module,
+        decoder: Optional[torch.nn.Module],
+        ctc: torch.nn.Module,
+        joint_network: Optional[torch.nn.Module],
+        share_ctc_head: bool = False,
+        decoder_per_exit: Optional[bool] = None,
+        exit_loss_weights: Union[str, List[float]] = "sum",
+        **kwargs,
+    ):
+        if not isinstance(encoder, EarlyExitEncoderMixin):
+            raise EarlyExitConfigError(
+                f"model: eexit needs an early-exit encoder (eexit_conformer, eexit_transformer, "
+                f"eexit_e_branchformer); got {type(encoder).__name__}"
+            )
+        if joint_network is not None or isinstance(decoder, LinearDecoder):
+            raise EarlyExitConfigError(
+                "model: eexit supports CTC and attention decoders; transducer and linear "
+                "decoders are not supported"
+            )
+        if kwargs.get("interctc_weight", 0.0) != 0.0:
+            raise EarlyExitConfigError(
+                "interctc_weight must be 0 with model: eexit (every exit already has its own "
+                "CTC loss; weight exits with exit_loss_weights)"
+            )
+        if kwargs.get("lang_token_id", -1) != -1:
+            raise EarlyExitConfigError("lang_token_id is not supported by model: eexit")
+        ctc_weight = kwargs.get("ctc_weight", 0.5)
+        if not 0.0 <= ctc_weight <= 1.0:
+            raise EarlyExitConfigError(f"ctc_weight={ctc_weight}: must be in [0, 1]")
+        uses_attention = ctc_weight < 1.0
+        if uses_attention and decoder is None:
+            raise EarlyExitConfigError(
+                f"ctc_weight={ctc_weight} < 1 needs an attention decoder (e.g. decoder: "
+                "transformer); for a CTC-only model set ctc_weight: 1.0"
+            )
+        if decoder_per_exit and not uses_attention:
+            raise EarlyExitConfigError(
+                "decoder_per_exit: true needs an attention decoder, but ctc_weight is 1.0 "
+                "(CTC only): set ctc_weight < 1 with a decoder, or drop decoder_per_exit"
+            )
+        if share_ctc_head and ctc_weight == 0.0:
+            raise EarlyExitConfigError(
+                "share_ctc_head: true contradicts ctc_weight: 0.0 (no CTC head is trained)"
+            )
+        weights = resolve_exit_loss_weights(exit_loss_weights, encoder.num_exits)
+
+        super().__init__(
+            vocab_size=vocab_size,
+            token_list=token_list,
+            encoder=encoder,
+            decoder=decoder,
+            ctc=ctc,
+            joint_network=None,
+            **kwargs,
+        )
+        self.exit_layers: List[int] = list(encoder.exit_layers)
+        self.exit_loss_weights = weights
+        self.share_ctc_head = share_ctc_head
+        self.decoder_per_exit = uses_attention if decoder_per_exit is None else decoder_per_exit
+        # Exit at which ESPnet's encode() stops (Speech2Text and friends); None = last exit.
+        self.inference_exit_layer: Optional[int] = None
+
+        intermediate = [str(k) for k in self.exit_layers[:-1]]
+        self.exit_ctcs = torch.nn.ModuleDict()
+        if self.ctc is not None and not share_ctc_head:
+            self.exit_ctcs.update({k: _fresh_copy(self.ctc) for k in intermediate})
+        self.exit_decoders = torch.nn.ModuleDict()
+        if self.decoder is not None and self.decoder_per_exit:
+            self.exit_decoders.update({k: _fresh_copy(self.decoder) for k in intermediate})
+
+    # ------------------------------------------------------------------ heads
+    def ctc_for_exit(self, layer: int) -> Optional[torch.nn.Module]:
+        """The CTC head of the exit after ``layer`` (None for an attention-only model)."""
+        self.encoder.check_exit_layer(layer)
+        return self.exit_ctcs[str(layer)] if str(layer) in self.exit_ctcs else self.ctc
+
+    def decoder_for_exit(self, layer: int) -> Optional[torch.nn.Module]:
+        """The attention decoder of the exit after ``layer`` (None for a CTC-only model)."""
+        self.encoder.check_exit_layer(layer)
+        return self.exit_decoders[str(layer)] if str(layer) in self.exit_decoders else self.decoder
+
+    # ------------------------------------------------------------------ encoder
+    def encoder_input(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frontend, SpecAugment (training only), normalisation, pre-encoder.
+
+        Args:
+            speech: (B, S) waveforms or (B, T, D) features.
+            speech_lengths: (B,)
+        Returns:
+            (B, T, D_in) encoder input and (B,) lengths.
+        """
+        feats, lengths = self._extract_feats(speech, speech_lengths)
+        if self.specaug is not None and self.training:
+            feats, lengths = self.specaug(feats, lengths)
+        if self.normalize is not None:
+            feats, lengths = self.normalize(feats, lengths)
+        if self.preencoder is not None:
+            feats, lengths = self.preencoder(feats, lengths)
+        return feats, lengths
+
+    def _post_encode(self, out: ExitOutput) -> ExitOutput:
+        if self.postencoder is None:
+            return out
+        hidden, lengths = self.postencoder(out.hidden, out.lengths)
+        return ExitOutput(out.layer, hidden, lengths)
+
+    def encode_exits(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        max_exit_layer: Optional[int] = None,
+    ) -> List[ExitOutput]:
+        """Encoder outputs at every exit up to ``max_exit_layer`` (default: all), shallow first."""
+        feats, lengths = self.encoder_input(speech, speech_lengths)
+        return [
+            self._post_encode(out)
+            for out in self.encoder.iter_exits(feats, lengths, max_exit_layer)
+        ]
+
+    def encode(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """ESPnet's interface (used by ``Speech2Text``): the output at ``inference_exit_layer``.
+
+        Only the layers up to that exit are computed.
+        """
+        feats, lengths = self.encoder_input(speech, speech_lengths)
+        hidden, lengths, _ = self.encoder(feats, lengths, max_exit_layer=self.inference_exit_layer)
+        out = self._post_encode(ExitOutput(-1, hidden, lengths))
+        return out.hidden, out.lengths
+
+    # ------------------------------------------------------------------ losses
+    def _exit_ctc_loss(self, head, out: ExitOutput, text, text_lengths):
+        loss = head(out.hidden, out.lengths, text, text_lengths)
+        cer = None
+        if not self.training and self.error_calculator is not None:
+            hyp = head.argmax(out.hidden).data
+            cer = self.error_calculator(hyp.cpu(), text.cpu(), is_ctc=True)
+        return loss, cer
+
+    def _exit_att_loss(self, decoder, out: ExitOutput, text, text_lengths):
+        ys_in, ys_out = add_sos_eos(text, self.sos, self.eos, self.ignore_id)
+        decoder_out, _ = decoder(out.hidden, out.lengths, ys_in, text_lengths + 1)
+        loss = self.criterion_att(decoder_out, ys_out)
+        acc = th_accuracy(decoder_out.view(-1, self.vocab_size), ys_out, ignore_label=self.ignore_id)
+        cer = wer = None
+        if not self.training and self.error_calculator is not None:
+            cer, wer = self.error_calculator(decoder_out.argmax(dim=-1).cpu(), text.cpu())
+        return loss, acc, cer, wer
+
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """Early-exit objective over all exits.
+
+        Args:
+            speech: (B, S) or (B, T, D); speech_lengths: (B,)
+            text: (B, L) token ids, padded with -1; text_lengths: (B,)
+        Returns:
+            loss (scalar), stats (see module docstring), batch size weight.
+        """
+        batch_size = speech.shape[0]
+        text[text == -1] = self.ignore_id
+        text = text[:, : text_lengths.max()]
+
+        total = 0.0
+        stats: Dict[str, Optional[torch.Tensor]] = {}
+        for weight, out in zip(self.exit_loss_weights, self.encode_exits(speech, speech_lengths)):
+            k = out.layer
+            loss_ctc = loss_att = None
+            if self.ctc_weight > 0.0:
+                loss_ctc, cer_ctc = self._exit_ctc_loss(self.ctc_for_exit(k), out, text, text_lengths)
+                stats[f"loss_ctc_exit{k}"] = loss_ctc.detach()
+                stats[f"cer_ctc_exit{k}"] = cer_ctc
+            if self.ctc_weight < 1.0:
+                loss_att, acc, cer, wer = self._exit_att_loss(
+                    self.decoder_for_exit(k), out, text, text_lengths
+                )
+                stats[f"loss_att_exit{k}"] = loss_att.detach()
+                stats[f"acc_exit{k}"] = acc
+                stats[f"cer_exit{k}"] = cer
+                stats[f"wer_exit{k}"] = wer
+            if loss_att is None:
+                loss_k = loss_ctc
+            elif loss_ctc is None:
+                loss_k = loss_att
+            else:
+                loss_k = self.ctc_weight * loss_ctc + (1.0 - self.ctc_weight) * loss_att
+            stats[f"loss_exit{k}"] = loss_k.detach()
+            total = total + weight * loss_k
+
+        # The last exit under ESPnet's usual names (checkpoint selection, averaging, plots).
+        last = self.exit_layers[-1]
+        for name in ("loss_ctc", "cer_ctc", "loss_att", "acc", "cer", "wer"):
+            key = {"acc": "acc_exit", "cer": "cer_exit", "wer": "wer_exit"}.get(name, name + "_exit")
+            stats[name] = stats.get(f"{key}{last}")
+        stats["loss"] = total.detach()
+        loss, stats, weight = force_gatherable((total, stats, batch_size), total.device)
+        return loss, stats, weight
+
+
+EarlyExitASRModel.__init__.__signature__ = merged_signature(
+    EarlyExitASRModel.__init__, ESPnetASRModel.__init__
+)

@@ -1,0 +1,1 @@
+"""ESPnet tasks with the early-exit classes registered."""

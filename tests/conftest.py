@@ -1,0 +1,57 @@
+"""Shared helpers: build real ESPnet models through ``ASRTask.build_model``."""
+import argparse
+import logging
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import espnet_eexit  # noqa: F401,E402  (registers the plugin)
+from espnet_eexit.tasks.asr import EarlyExitASRTask  # noqa: E402
+
+logging.getLogger().setLevel(logging.ERROR)
+torch.set_num_threads(2)
+
+TOKENS = ["<blank>", "<unk>", "a", "b", "c", "d", "e", "<space>", "<sos/eos>"]
+SMALL_ENCODER = dict(output_size=32, attention_heads=2, linear_units=64, num_blocks=6)
+
+
+def build_model(**config) -> torch.nn.Module:
+    """Build a model exactly as ``asr_train`` does, from ESPnet's parser defaults + ``config``."""
+    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
+    args.update(
+        token_list=list(TOKENS),
+        input_size=None,
+        frontend="default",
+        frontend_conf=dict(n_fft=128, hop_length=64, win_length=128, n_mels=16),
+        specaug=None,
+        normalize="utterance_mvn",
+        encoder="eexit_conformer",
+        encoder_conf=dict(SMALL_ENCODER),
+        model="eexit",
+        model_conf=dict(ctc_weight=1.0),
+        decoder=None,
+        decoder_conf={},
+    )
+    args.update(config)
+    torch.manual_seed(0)
+    return EarlyExitASRTask.build_model(argparse.Namespace(**args))
+
+
+def batch(batch_size: int = 3, seed: int = 0):
+    """Random waveforms and token sequences (ids of TOKENS, -1 padded)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([4000 - 600 * i for i in range(batch_size)])
+    speech = torch.randn(batch_size, int(lengths.max()), generator=g)
+    text_lengths = torch.tensor([5 - i % 3 for i in range(batch_size)])
+    text = torch.full((batch_size, int(text_lengths.max())), -1, dtype=torch.long)
+    for i, n in enumerate(text_lengths.tolist()):
+        text[i, :n] = torch.randint(2, 8, (n,), generator=g)
+    return speech, lengths, text, text_lengths
+
+
+@pytest.fixture
+def small_batch():
+    return batch()

@@ -1,0 +1,156 @@
+"""``model: eexit``: per-exit heads, the early-exit loss, statistics and configuration errors."""
+import pytest
+import torch
+
+from conftest import SMALL_ENCODER, batch, build_model
+from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.model import EarlyExitASRModel
+
+AED = dict(
+    decoder="transformer",
+    decoder_conf=dict(num_blocks=1, linear_units=32, attention_heads=2),
+    model_conf=dict(ctc_weight=0.3),
+)
+
+
+def test_build_through_espnet_task_gives_one_ctc_head_per_exit():
+    model = build_model()
+    assert isinstance(model, EarlyExitASRModel)
+    assert model.exit_layers == [2, 4, 6]
+    heads = [model.ctc_for_exit(k) for k in model.exit_layers]
+    assert len({id(h) for h in heads}) == 3
+    assert heads[-1] is model.ctc  # ESPnet's name for the last exit's head
+    assert not torch.equal(heads[0].ctc_lo.weight, heads[-1].ctc_lo.weight)  # independent init
+    assert model.decoder is None and len(model.exit_decoders) == 0
+
+
+def test_shared_ctc_head_and_shared_decoder():
+    model = build_model(**{**AED, "model_conf": dict(ctc_weight=0.3, share_ctc_head=True,
+                                                     decoder_per_exit=False)})
+    assert len(model.exit_ctcs) == 0 and len(model.exit_decoders) == 0
+    assert all(model.ctc_for_exit(k) is model.ctc for k in model.exit_layers)
+    assert all(model.decoder_for_exit(k) is model.decoder for k in model.exit_layers)
+
+
+def test_aed_has_one_decoder_per_exit_by_default():
+    model = build_model(**AED)
+    decoders = {id(model.decoder_for_exit(k)) for k in model.exit_layers}
+    assert len(decoders) == 3 and model.decoder_for_exit(6) is model.decoder
+
+
+def manual_ctc_loss(model, speech, lengths, text, text_lengths):
+    """Per-exit CTC losses computed independently with torch.nn.functional.ctc_loss."""
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for out in model.encode_exits(speech, lengths):
+            head = model.ctc_for_exit(out.layer)
+            log_probs = head.ctc_lo(out.hidden).log_softmax(-1).transpose(0, 1)
+            targets = torch.cat([t[:n] for t, n in zip(text, text_lengths)])
+            loss = torch.nn.functional.ctc_loss(
+                log_probs, targets, out.lengths, text_lengths,
+                blank=0, reduction="sum", zero_infinity=True,
+            ) / speech.size(0)
+            losses.append(loss)
+    return losses
+
+
+@pytest.mark.parametrize("weights, factors", [("sum", [1, 1, 1]), ("mean", [1 / 3] * 3),
+                                              ([0.2, 0.0, 1.5], [0.2, 0.0, 1.5])])
+def test_loss_is_the_weighted_sum_of_independent_per_exit_ctc_losses(weights, factors):
+    model = build_model(model_conf=dict(ctc_weight=1.0, exit_loss_weights=weights))
+    speech, lengths, text, text_lengths = batch()
+    expected = manual_ctc_loss(model, speech, lengths, text, text_lengths)
+    loss, stats, _ = model(speech, lengths, text.clone(), text_lengths)
+    total = sum(f * l for f, l in zip(factors, expected))
+    assert torch.allclose(loss, total, rtol=1e-5)
+    for k, l in zip(model.exit_layers, expected):
+        assert torch.allclose(stats[f"loss_ctc_exit{k}"], l, rtol=1e-5)
+    assert torch.allclose(stats["loss_ctc"], expected[-1], rtol=1e-5)
+
+
+def test_gradient_reaches_every_exit_head_and_decoder():
+    model = build_model(**AED)
+    model.train()
+    loss, _, _ = model(*batch())
+    loss.backward()
+    for k in model.exit_layers:
+        assert model.ctc_for_exit(k).ctc_lo.weight.grad.abs().sum() > 0
+        dec = model.decoder_for_exit(k)
+        assert dec.output_layer.weight.grad.abs().sum() > 0
+    for name, norm in model.encoder.exit_norms.items():
+        assert norm.weight.grad.abs().sum() > 0, name
+
+
+def test_joint_loss_per_exit_and_reported_statistics():
+    model = build_model(**AED)
+    model.eval()
+    loss, stats, weight = model(*batch())
+    assert int(weight) == 3
+    per_exit = []
+    for k in model.exit_layers:
+        joint = 0.3 * stats[f"loss_ctc_exit{k}"] + 0.7 * stats[f"loss_att_exit{k}"]
+        assert torch.allclose(stats[f"loss_exit{k}"], joint, rtol=1e-5)
+        per_exit.append(joint)
+        for name in ("acc_exit", "cer_ctc_exit", "cer_exit", "wer_exit"):
+            assert stats[f"{name}{k}"] is not None, name  # eval mode computes error rates
+    assert torch.allclose(loss, sum(per_exit), rtol=1e-5)
+    # ESPnet's usual names follow the last exit (checkpoint selection / averaging).
+    assert torch.equal(stats["acc"], stats["acc_exit6"])
+    assert torch.equal(stats["loss_att"], stats["loss_att_exit6"])
+    assert torch.equal(stats["loss"], loss.detach())
+
+
+@pytest.mark.parametrize("aed", [False, True])
+def test_single_final_exit_equals_espnet_asr_model(aed):
+    conf = AED if aed else {}
+    ours = build_model(**conf, encoder_conf={**SMALL_ENCODER,
+                                             "exit_layers": [6]})
+    theirs = build_model(**conf, encoder="conformer", model="espnet",
+                         encoder_conf=SMALL_ENCODER)
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    ours.eval(), theirs.eval()
+    speech, lengths, text, text_lengths = batch()
+    with torch.no_grad():
+        loss, stats, _ = ours(speech, lengths, text.clone(), text_lengths)
+        ref_loss, ref_stats, _ = theirs(speech, lengths, text.clone(), text_lengths)
+        enc, enc_lens = ours.encode(speech, lengths)
+        ref_enc, ref_lens = theirs.encode(speech, lengths)
+    assert torch.equal(enc, ref_enc) and torch.equal(enc_lens, ref_lens)
+    assert torch.allclose(loss, ref_loss, rtol=1e-6)
+    for key in ("loss_ctc", "cer_ctc") + (("loss_att", "acc", "cer", "wer") if aed else ()):
+        assert float(stats[key]) == pytest.approx(float(ref_stats[key]), rel=1e-6), key
+
+
+def test_encode_stops_at_the_inference_exit():
+    model = build_model()
+    model.eval()
+    calls = []
+    for i, layer in enumerate(model.encoder.encoders):
+        layer.register_forward_hook(lambda *_, i=i: calls.append(i + 1))
+    speech, lengths, _, _ = batch()
+    model.inference_exit_layer = 4
+    with torch.no_grad():
+        hidden, _ = model.encode(speech, lengths)
+        expected = model.encode_exits(speech, lengths, max_exit_layer=4)[-1].hidden
+    assert calls == [1, 2, 3, 4] * 2
+    assert torch.allclose(hidden, expected)
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        (dict(model_conf=dict(ctc_weight=1.0, exit_loss_weights=[1.0, 1.0])), "2 values but the encoder has 3 exits"),
+        (dict(model_conf=dict(ctc_weight=1.0, exit_loss_weights=[1.0, -1.0, 1.0])), "must be >= 0"),
+        (dict(model_conf=dict(ctc_weight=1.0, exit_loss_weights="max")), "'sum', 'mean'"),
+        (dict(model_conf=dict(ctc_weight=1.0, decoder_per_exit=True)), "decoder_per_exit: true needs an attention decoder"),
+        (dict(model_conf=dict(ctc_weight=0.5)), "needs an attention decoder"),
+        ({**AED, "model_conf": dict(ctc_weight=0.0, share_ctc_head=True)}, "share_ctc_head"),
+        (dict(model_conf=dict(ctc_weight=1.0, interctc_weight=0.3)), "interctc_weight must be 0"),
+        (dict(encoder="conformer", encoder_conf=dict(num_blocks=2, output_size=32)), "needs an early-exit encoder"),
+        (dict(encoder_conf=dict(num_blocks=4, exit_layers=[2, 5])), r"exit_layers=\[2, 5\]: \[5\] out of range"),
+    ],
+)
+def test_bad_model_configuration_fails_at_build_with_a_clear_error(config, words):
+    with pytest.raises(EarlyExitConfigError, match=words):
+        build_model(**config)

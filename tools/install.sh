@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Install everything espnet-eexit needs into tools/venv and write tools/activate_python.sh.
+#
+#   tools/install.sh            # or: make -C tools
+#
+# Environment overrides:
+#   PYTHON=python3.11           interpreter used to create the venv
+#   TORCH_SPEC="torch==2.13.0"  torch requirement; GPU users give e.g. "torch==2.13.0 --index-url ..."
+#   TORCHAUDIO_SPEC=...         torchaudio requirement (default: a pure-Python torchaudio, see below)
+#   SKIP_APT=1                  do not try to install Debian packages
+#
+# Idempotent: a stamp keyed on this script, requirements.txt, setup.py and the specs above makes a
+# second run finish in about a second.
+set -euo pipefail
+
+tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_dir=$(dirname "${tools_dir}")
+venv="${tools_dir}/venv"
+PYTHON=${PYTHON:-python3.11}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+TORCHAUDIO_SPEC=${TORCHAUDIO_SPEC:-}
+ESPNET_SPEC=${ESPNET_SPEC:-espnet==202511}
+DEBIAN_PACKAGES="sctk sox espeak-ng"
+
+log() { echo "[tools/install.sh] $*"; }
+
+stamp_key=$(cat "${tools_dir}/install.sh" "${tools_dir}/requirements.txt" "${repo_dir}/setup.py" \
+    <(echo "${PYTHON} ${TORCH_SPEC} ${TORCHAUDIO_SPEC} ${ESPNET_SPEC}") | sha256sum | cut -d' ' -f1)
+stamp="${venv}/.eexit_install_stamp"
+
+# ---------------------------------------------------------------- Debian packages (sclite, sox, espeak-ng)
+missing_debs() {
+    local missing=""
+    [ -x /usr/lib/sctk/bin/sclite ] || command -v sclite >/dev/null 2>&1 || missing+=" sctk"
+    command -v sox >/dev/null 2>&1 || missing+=" sox"
+    command -v espeak-ng >/dev/null 2>&1 || missing+=" espeak-ng"
+    echo "${missing}"
+}
+install_debs() {
+    local missing
+    missing=$(missing_debs)
+    [ -z "${missing}" ] && return 0
+    if [ "${SKIP_APT:-0}" = 1 ]; then
+        log "WARNING: Debian packages missing:${missing} (SKIP_APT=1, not installing)"
+        return 0
+    fi
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        log "WARNING: please install the Debian packages:${missing}"
+        log "         e.g.: sudo apt-get install -y${missing}"
+        log "         (sclite scoring and the test audio need them)"
+        return 0
+    fi
+    log "apt-get install${missing}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends ${missing} >/dev/null
+}
+
+if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${stamp_key}" ] \
+        && "${venv}/bin/python" -c "import espnet_eexit" >/dev/null 2>&1; then
+    install_debs
+    log "up to date (${venv})"
+    exit 0
+fi
+
+install_debs
+
+# ---------------------------------------------------------------- venv
+if [ ! -x "${venv}/bin/python" ]; then
+    command -v "${PYTHON}" >/dev/null 2>&1 || { log "ERROR: ${PYTHON} not found (set PYTHON=...)"; exit 1; }
+    log "creating ${venv} with ${PYTHON}"
+    "${PYTHON}" -m venv "${venv}"
+fi
+# pip install, quiet; this machine's pip.conf names index folders that may not exist: drop that noise.
+pip_install() {
+    "${venv}/bin/python" -m pip install --disable-pip-version-check -q "$@" \
+        2> >(grep -v "^WARNING: Location 'file:" >&2)
+}
+rm -f "${stamp}"
+
+# ---------------------------------------------------------------- torch first, then pin it
+log "installing ${TORCH_SPEC}"
+# shellcheck disable=SC2086
+pip_install ${TORCH_SPEC}
+torch_version=$("${venv}/bin/python" -c "import torch; print(torch.__version__)")
+constraints="${venv}/constraints.txt"
+echo "torch==${torch_version}" > "${constraints}"
+log "torch ${torch_version} installed and pinned in ${constraints}"
+
+# ---------------------------------------------------------------- espnet without letting pip swap torch
+log "installing ${ESPNET_SPEC} (--no-deps) and its requirements"
+pip_install --no-deps "${ESPNET_SPEC}"
+pip_install -c "${constraints}" -r "${tools_dir}/requirements.txt"
+
+# ---------------------------------------------------------------- torchaudio that imports
+# ESPnet imports torchaudio at module level. With a CPU torch, the PyPI torchaudio is a CUDA build whose
+# compiled extension cannot load (libc10_cuda.so); without its lib/*.so it imports as pure Python,
+# which is all ESPnet's default frontend needs. GPU users set TORCHAUDIO_SPEC to a matching build.
+if [ -n "${TORCHAUDIO_SPEC}" ]; then
+    # shellcheck disable=SC2086
+    pip_install -c "${constraints}" ${TORCHAUDIO_SPEC}
+elif ! "${venv}/bin/python" -c "import torchaudio" >/dev/null 2>&1; then
+    pip_install --no-deps torchaudio
+    ta_dir=$("${venv}/bin/python" -c "import importlib.util as u; import os; print(os.path.dirname(u.find_spec('torchaudio').origin))")
+    if ! "${venv}/bin/python" -c "import torchaudio" >/dev/null 2>&1; then
+        log "torchaudio's compiled extension does not match this torch: using it as pure Python"
+        rm -f "${ta_dir}"/lib/*.so
+    fi
+fi
+
+# ---------------------------------------------------------------- this package (editable)
+pip_install --no-deps --no-build-isolation -e "${repo_dir}"
+
+"${venv}/bin/python" - <<'EOF'
+import torch, torchaudio, espnet, espnet_eexit  # noqa: F401
+from espnet2.tasks.asr import encoder_choices, model_choices
+assert "eexit_conformer" in encoder_choices.classes and "eexit" in model_choices.classes
+print(f"[tools/install.sh] ok: torch {torch.__version__}, espnet {espnet.__version__}")
+EOF
+
+# ---------------------------------------------------------------- activate_python.sh (ESPnet convention)
+cat > "${tools_dir}/activate_python.sh" <<EOF
+# Generated by tools/install.sh: recipes source this to use the project's venv.
+. "${venv}/bin/activate"
+export PYTHONNOUSERSITE=1
+EOF
+echo "${stamp_key}" > "${stamp}"
+log "done"
