@@ -1,6 +1,7 @@
 """espnet-eexit: early-exit speech recognition as an ESPnet plugin.
 
-Importing this package registers our classes into ESPnet's ``espnet2.tasks.asr`` class choices:
+Importing this package registers our classes into ESPnet's ``espnet2.tasks.asr`` class choices
+(right away if ESPnet's ASR task is loaded, else as soon as it is imported):
 
 * encoders ``eexit_conformer``, ``eexit_transformer``, ``eexit_e_branchformer``
 * model ``eexit`` (:class:`espnet_eexit.model.EarlyExitASRModel`)
@@ -8,8 +9,8 @@ Importing this package registers our classes into ESPnet's ``espnet2.tasks.asr``
 ESPnet has no plugin entry points, so run training and decoding through
 ``python -m espnet_eexit.bin.asr_train`` / ``asr_inference``, which import this package first.
 """
-from espnet_eexit.registration import register
+from espnet_eexit.registration import register_on_import
 
 __version__ = "0.1.0"
 
-register()
+register_on_import()

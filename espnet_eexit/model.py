@@ -288,7 +288,8 @@ class EarlyExitASRModel(ESPnetASRModel):
         last = self.exit_layers[-1]
         for name in ("loss_ctc", "cer_ctc", "loss_att", "acc", "cer", "wer"):
             key = {"acc": "acc_exit", "cer": "cer_exit", "wer": "wer_exit"}.get(name, name + "_exit")
-            stats[name] = stats.get(f"{key}{last}")
+            if f"{key}{last}" in stats:  # e.g. no attention statistics for a CTC-only model
+                stats[name] = stats[f"{key}{last}"]
         stats["loss"] = total.detach()
         loss, stats, weight = force_gatherable((total, stats, batch_size), total.device)
         return loss, stats, weight

@@ -1,27 +1,77 @@
 """Add our classes to ESPnet's ``ClassChoices`` so ``encoder: eexit_conformer`` / ``model: eexit``
-work in ESPnet YAML configs, argument parsing and ``ASRTask.build_model``."""
+work in ESPnet YAML configs, argument parsing and ``ASRTask.build_model``.
+
+The choices live in ``espnet2.tasks.asr``, whose import takes ~12 s (ESPnet pulls in TTS, SSL and
+g2p modules). Importing ``espnet_eexit`` must not pay that for tools that never touch the ASR
+task (scoring, plotting), so registration happens the moment ``espnet2.tasks.asr`` is imported:
+at once if it already is, else right after ESPnet's own import of it finishes.
+"""
 import contextlib
+import importlib
+import importlib.abc
 import sys
 
-# ESPnet prints an import-time notice ("Failed to import Flash Attention ...") on stdout; send it to
-# stderr so that tools whose stdout is read by shell recipes print only their answer.
-with contextlib.redirect_stdout(sys.stderr):
-    from espnet2.tasks import asr as asr_task
-
-from espnet_eexit.encoder.conformer import EarlyExitConformerEncoder
-from espnet_eexit.encoder.e_branchformer import EarlyExitEBranchformerEncoder
-from espnet_eexit.encoder.transformer import EarlyExitTransformerEncoder
-from espnet_eexit.model import EarlyExitASRModel
-
+ASR_TASK_MODULE = "espnet2.tasks.asr"
+# name in ESPnet configs -> "module:Class" (imported only when needed)
 ENCODERS = {
-    "eexit_conformer": EarlyExitConformerEncoder,
-    "eexit_transformer": EarlyExitTransformerEncoder,
-    "eexit_e_branchformer": EarlyExitEBranchformerEncoder,
+    "eexit_conformer": "espnet_eexit.encoder.conformer:EarlyExitConformerEncoder",
+    "eexit_transformer": "espnet_eexit.encoder.transformer:EarlyExitTransformerEncoder",
+    "eexit_e_branchformer": "espnet_eexit.encoder.e_branchformer:EarlyExitEBranchformerEncoder",
 }
-MODELS = {"eexit": EarlyExitASRModel}
+MODELS = {"eexit": "espnet_eexit.model:EarlyExitASRModel"}
+
+
+def load_class(target: str) -> type:
+    """Import ``"module:Class"``.
+
+    ESPnet prints an import-time notice ("Failed to import Flash Attention ...") on stdout; it
+    goes to stderr here, so tools whose stdout shell recipes read print only their answer.
+    """
+    module, _, name = target.partition(":")
+    with contextlib.redirect_stdout(sys.stderr):
+        return getattr(importlib.import_module(module), name)
 
 
 def register() -> None:
     """Idempotent: (re-)insert our classes into ``espnet2.tasks.asr``'s choices."""
-    asr_task.encoder_choices.classes.update(ENCODERS)
-    asr_task.model_choices.classes.update(MODELS)
+    asr_task = sys.modules[ASR_TASK_MODULE] if ASR_TASK_MODULE in sys.modules else None
+    if asr_task is None:
+        with contextlib.redirect_stdout(sys.stderr):
+            asr_task = importlib.import_module(ASR_TASK_MODULE)
+    encoders = {name: load_class(target) for name, target in ENCODERS.items()}
+    models = {name: load_class(target) for name, target in MODELS.items()}
+    asr_task.encoder_choices.classes.update(encoders)
+    asr_task.model_choices.classes.update(models)
+
+
+class _RegisterOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``espnet2.tasks.asr`` with the other finders, then registers once it has executed."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != ASR_TASK_MODULE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                self._loader = spec.loader
+                spec.loader = self
+                return spec
+        return None
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        sys.meta_path.remove(self)
+        register()
+
+
+def register_on_import() -> None:
+    """Register now if ESPnet's ASR task is loaded, else as soon as it is."""
+    if ASR_TASK_MODULE in sys.modules:
+        register()
+    elif not any(isinstance(f, _RegisterOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterOnImport())

@@ -154,3 +154,25 @@ def test_encode_stops_at_the_inference_exit():
 def test_bad_model_configuration_fails_at_build_with_a_clear_error(config, words):
     with pytest.raises(EarlyExitConfigError, match=words):
         build_model(**config)
+
+
+def test_fine_tuning_from_a_single_exit_espnet_checkpoint(tmp_path):
+    """--init_param of an ESPnet model fills the last exit; the other exits keep fresh heads."""
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    espnet_model = build_model(encoder="conformer", model="espnet", encoder_conf=SMALL_ENCODER)
+    torch.nn.init.normal_(espnet_model.ctc.ctc_lo.weight)  # make it differ from a fresh init
+    path = tmp_path / "single_exit.pth"
+    torch.save(espnet_model.state_dict(), path)
+
+    ours = build_model()
+    fresh_head2 = ours.ctc_for_exit(2).ctc_lo.weight.clone()
+    load_pretrained_model(str(path), ours, ignore_init_mismatch=False, map_location="cpu")
+    assert torch.equal(ours.ctc.ctc_lo.weight, espnet_model.ctc.ctc_lo.weight)
+    assert torch.equal(ours.encoder.encoders[5].feed_forward.w_1.weight,
+                       espnet_model.encoder.encoders[5].feed_forward.w_1.weight)
+    assert torch.equal(ours.ctc_for_exit(2).ctc_lo.weight, fresh_head2)
+    ours.eval(), espnet_model.eval()
+    speech, lengths, _, _ = batch()
+    with torch.no_grad():
+        assert torch.equal(ours.encode(speech, lengths)[0], espnet_model.encode(speech, lengths)[0])

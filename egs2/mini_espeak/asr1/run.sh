@@ -114,11 +114,18 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
         --valid_shape_file "${stats_dir}/valid/text_shape.char" \
         --output_dir "${asr_exp}" ${asr_args} > "${asr_exp}/train.log" 2>&1 &
     train_pid=$!
-    # Show progress: one line per finished epoch.
+    # Show progress: one line per finished epoch with the validation CER of every exit.
+    shown=
     while kill -0 "${train_pid}" 2>/dev/null; do
-        sleep 10
-        grep -h "epoch results" "${asr_exp}/train.log" 2>/dev/null | tail -n 1 | cut -c 1-220 || true
-    done | uniq
+        sleep 5
+        line=$(grep -h "epoch results" "${asr_exp}/train.log" 2>/dev/null | tail -n 1 || true)
+        if [ -n "${line}" ] && [ "${line}" != "${shown}" ]; then
+            shown=${line}
+            epoch=$(grep -o "[0-9]*epoch results" <<< "${line}" | grep -o "^[0-9]*")
+            valid=$(sed 's/.*\[valid\]//' <<< "${line}" | grep -o "cer_ctc_exit[0-9]*=[0-9.]*" | tr '\n' ' ')
+            log "  epoch ${epoch}: valid ${valid}"
+        fi
+    done
     wait "${train_pid}" || { tail -n 30 "${asr_exp}/train.log"; log "ERROR: training failed"; exit 1; }
 fi
 
@@ -152,11 +159,13 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     need "${asr_exp}/config.yaml"
     exits=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
     for dset in ${test_sets}; do
+        dirs=
         for k in ${exits}; do
-            dir=${decode_dir}/${dset}/exit${k}
-            need "${dir}/text"
-            scripts/score_sclite.sh --python "${python}" "data/${dset}" "${dir}"
+            need "${decode_dir}/${dset}/exit${k}/text"
+            dirs+=" ${decode_dir}/${dset}/exit${k}"
         done
+        # shellcheck disable=SC2086
+        scripts/score_sclite.sh --python "${python}" "data/${dset}" ${dirs}
     done
     ${python} -m espnet_eexit.bin.exit_results "${decode_dir}" \
         --num_layers "$(${python} -m espnet_eexit.bin.show_exits --num_layers "${asr_exp}/config.yaml")" \

@@ -1,0 +1,71 @@
+"""Write sclite ``ref.trn`` / ``hyp.trn`` for many decoding directories in one process.
+
+    python -m espnet_eexit.bin.prepare_scoring --data_dir data/test [--cleaner none] \
+        [--bpemodel bpe.model] exp/asr/decode/test/exit2 exp/asr/decode/test/exit4 ...
+
+Does what ESPnet's asr.sh does with one ``espnet2.bin.tokenize_text`` call per file (same ESPnet
+tokenizers and cleaner: references cleaned, hypotheses not), but loads ESPnet once for every exit.
+For each directory writes ``score_{cer,wer[,ter]}/{ref,hyp}.trn``; an utterance missing from a
+hypothesis file scores as deleted.
+"""
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from espnet2.text.build_tokenizer import build_tokenizer
+from espnet2.text.cleaner import TextCleaner
+
+
+def read_kaldi_text(path: Path) -> Dict[str, str]:
+    texts = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, _, text = line.partition(" ")
+        if key:
+            texts[key] = text.strip()
+    return texts
+
+
+def write_trn(path: Path, keys: List[str], texts: Dict[str, str], utt2spk, tokenizer, clean) -> None:
+    lines = []
+    for key in keys:
+        tokens = tokenizer.text2tokens(clean(texts.get(key, "")))
+        lines.append(f"{' '.join(tokens)} ({utt2spk[key]}-{key})\n")
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def main(cmd: Optional[list] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("decode_dirs", type=Path, nargs="+", help="directories holding a 'text' file")
+    parser.add_argument("--data_dir", type=Path, required=True, help="Kaldi data dir: text, utt2spk")
+    parser.add_argument("--cleaner", default="none")
+    parser.add_argument("--bpemodel", default=None, help="also write score_ter with this BPE model")
+    args = parser.parse_args(cmd)
+
+    for f in [args.data_dir / "text", args.data_dir / "utt2spk"] + [d / "text" for d in args.decode_dirs]:
+        if not f.is_file():
+            parser.error(f"missing file: {f}")
+    refs = read_kaldi_text(args.data_dir / "text")
+    utt2spk = dict(line.split(maxsplit=1) for line in
+                   (args.data_dir / "utt2spk").read_text().splitlines() if line.strip())
+    keys = sorted(refs)
+    missing_spk = [k for k in keys if k not in utt2spk]
+    if missing_spk:
+        parser.error(f"{args.data_dir}/utt2spk lacks {len(missing_spk)} utterances, e.g. {missing_spk[0]}")
+    utt2spk = {k: v.strip() for k, v in utt2spk.items()}
+
+    cleaner = TextCleaner(None if args.cleaner == "none" else args.cleaner)
+    tokenizers = {"cer": build_tokenizer("char"), "wer": build_tokenizer("word")}
+    if args.bpemodel:
+        tokenizers["ter"] = build_tokenizer("bpe", bpemodel=args.bpemodel)
+    for decode_dir in args.decode_dirs:
+        hyps = read_kaldi_text(decode_dir / "text")
+        for metric, tokenizer in tokenizers.items():
+            out = decode_dir / f"score_{metric}"
+            out.mkdir(parents=True, exist_ok=True)
+            write_trn(out / "ref.trn", keys, refs, utt2spk, tokenizer, cleaner)
+            write_trn(out / "hyp.trn", keys, hyps, utt2spk, tokenizer, lambda s: s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""End to end through ESPnet: espeak-ng speech -> char tokens -> collect stats -> training with
+``encoder: eexit_conformer`` / ``model: eexit`` -> decoding from every exit -> sclite scoring.
+
+Runs the real recipe (``egs2/mini_espeak/asr1/run.sh``) on a tiny corpus with one epoch, in a
+temporary copy, then checks what it wrote and that decoding from different exits really computes
+different depths.
+"""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "egs2" / "mini_espeak" / "asr1"
+EXP = "exp/asr_eexit_conformer_mini"
+DECODE = f"{EXP}/decode_decode_ctc_valid.loss.ave"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or shutil.which("sox") is None,
+    reason="needs espeak-ng and sox (tools/install.sh installs them)",
+)
+
+
+def copy_recipe(root: Path) -> Path:
+    """A copy of the recipe in ``root`` with the repository's tools/ and TEMPLATE linked in."""
+    (root / "egs2").mkdir(parents=True)
+    (root / "tools").symlink_to(REPO / "tools")
+    (root / "egs2" / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
+    recipe = root / "egs2" / "mini_espeak" / "asr1"
+    shutil.copytree(RECIPE, recipe, symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "exp", "RESULTS.md"))
+    return recipe
+
+
+def run(recipe: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True,
+                          timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"run.sh {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained_recipe(tmp_path_factory):
+    recipe = copy_recipe(tmp_path_factory.mktemp("e2e"))
+    run(recipe, "--num_train", "40", "--num_dev", "4", "--num_test", "4",
+        "--asr_args", "--max_epoch 1 --batch_size 8")
+    return recipe
+
+
+def read_keys(path: Path):
+    return [line.split(maxsplit=1)[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_data_and_token_list(trained_recipe):
+    for split, n in (("train", 40), ("dev", 4), ("test", 4)):
+        keys = read_keys(trained_recipe / "data" / split / "wav.scp")
+        assert len(keys) == n and keys == sorted(keys)
+        assert read_keys(trained_recipe / "data" / split / "text") == keys
+    train_spk = set(l.split()[1] for l in (trained_recipe / "data/train/utt2spk").read_text().splitlines())
+    test_spk = set(l.split()[1] for l in (trained_recipe / "data/test/utt2spk").read_text().splitlines())
+    assert train_spk and test_spk and not train_spk & test_spk  # speaker-disjoint
+    tokens = (trained_recipe / "data/token_list/char/tokens.txt").read_text().split()
+    assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>" and "<space>" in tokens
+
+
+def test_trained_config_keeps_the_plugin_and_reloads(trained_recipe):
+    from espnet_eexit.model import EarlyExitASRModel
+    from espnet_eexit.tasks.asr import EarlyExitASRTask
+
+    config = trained_recipe / EXP / "config.yaml"
+    text = config.read_text()
+    assert "encoder: eexit_conformer" in text and "model: eexit" in text
+    model, args = EarlyExitASRTask.build_model_from_file(config, trained_recipe / EXP / "valid.loss.ave.pth")
+    assert isinstance(model, EarlyExitASRModel) and model.exit_layers == [2, 4, 6]
+    # ESPnet's reporter logged our per-exit statistics.
+    log = (trained_recipe / EXP / "train.log").read_text()
+    for key in ("loss_ctc_exit2", "loss_ctc_exit4", "loss_ctc_exit6", "cer_ctc_exit2"):
+        assert key in log, key
+
+
+def test_every_exit_is_decoded_with_its_own_depth(trained_recipe):
+    test_keys = read_keys(trained_recipe / "data/test/text")
+    depths = {}
+    for k in (2, 4, 6):
+        out = trained_recipe / DECODE / "test" / f"exit{k}"
+        assert read_keys(out / "text") == test_keys or len(read_keys(out / "token")) == len(test_keys)
+        info = dict(l.split() for l in (out / "exit_info").read_text().splitlines())
+        assert int(info["exit_layer"]) == k and int(info["utterances"]) == len(test_keys)
+        depths[k] = float(info["layers_computed_per_utterance"])
+    assert depths == {2: 2.0, 4: 4.0, 6: 6.0}
+
+
+def test_speech2text_from_two_exits_computes_two_depths(trained_recipe):
+    import soundfile
+
+    from espnet_eexit.inference import EarlyExitSpeech2Text
+
+    wav_path = (trained_recipe / "data/test/wav.scp").read_text().split()[1]
+    speech, _ = soundfile.read(wav_path)
+    calls = {}
+    for k in (2, 4):
+        s2t = EarlyExitSpeech2Text(asr_train_config=trained_recipe / EXP / "config.yaml",
+                                   asr_model_file=trained_recipe / EXP / "valid.loss.ave.pth",
+                                   exit_layer=k, ctc_weight=1.0, beam_size=2, device="cpu")
+        ran = []
+        for i, layer in enumerate(s2t.asr_model.encoder.encoders):
+            layer.register_forward_hook(lambda *_, i=i: ran.append(i + 1))
+        results = s2t(torch.tensor(speech, dtype=torch.float32))
+        assert len(results) >= 1 and isinstance(results[0][1], list)
+        calls[k] = ran
+    assert calls == {2: [1, 2], 4: [1, 2, 3, 4]}
+
+
+def test_results_table_has_a_numeric_row_per_exit_and_a_plot(trained_recipe):
+    results = (trained_recipe / "RESULTS.md").read_text()
+    for k, depth in ((2, "0.33"), (4, "0.67"), (6, "1.00")):
+        row = re.search(rf"^\| {k} \| {depth} \|(.*)\|$", results, re.M)
+        assert row, results
+        cells = [c.strip() for c in row.group(1).split("|")]
+        assert len(cells) == 4 and all(re.fullmatch(r"\d+\.\d", c) for c in cells), cells
+    for k in (2, 4, 6):
+        report = (trained_recipe / DECODE / "test" / f"exit{k}" / "score_wer" / "result.txt").read_text()
+        assert "Sum/Avg" in report
+    png = (trained_recipe / EXP / "wer_per_exit.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_bad_exit_requests_fail_with_one_clear_line(trained_recipe):
+    py = str(REPO / "tools" / "venv" / "bin" / "python")
+    proc = subprocess.run(
+        [py, "-m", "espnet_eexit.bin.asr_inference", "--exit_layer", "3",
+         "--asr_train_config", f"{EXP}/config.yaml", "--asr_model_file", f"{EXP}/valid.loss.ave.pth",
+         "--data_path_and_name_and_type", "data/test/wav.scp,speech,sound",
+         "--output_dir", "bad_exit"],
+        cwd=trained_recipe, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "exit layer 3 is not an exit of this model; its exits are [2, 4, 6]" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    proc = subprocess.run(
+        [py, "-m", "espnet_eexit.bin.asr_train", "--config", "conf/train_asr_eexit_conformer_mini.yaml",
+         "--encoder_conf", "exit_layers=[0,7]", "--token_list", "data/token_list/char/tokens.txt",
+         "--collect_stats", "true", "--output_dir", "bad_stats",
+         "--train_data_path_and_name_and_type", "data/train/wav.scp,speech,sound",
+         "--valid_data_path_and_name_and_type", "data/dev/wav.scp,speech,sound",
+         "--train_shape_file", "data/train/wav.scp", "--valid_shape_file", "data/dev/wav.scp"],
+        cwd=trained_recipe, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "exit_layers=[0, 7]: [0, 7] out of range" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_rerun_from_stage_10_is_not_needed_to_fail_unknown_options(tmp_path):
+    recipe = copy_recipe(tmp_path)
+    proc = run(recipe, "--no_such_option", "1", check=False)
+    assert proc.returncode != 0 and "unknown option --no_such_option" in proc.stderr
+    proc = run(recipe, "--stage", "12", check=False)
+    assert proc.returncode != 0 and "is missing: run the earlier stages first" in proc.stdout
