@@ -65,6 +65,7 @@ def plot(results, num_layers: int, png: Path, title: str) -> None:
     for test, per_exit in sorted(results.items()):
         layers = sorted(k for k in per_exit if "wer" in per_exit[k])
         ax.plot(layers, [per_exit[k]["wer"] for k in layers], marker="o", label=test)
+    ax.set_xticks(sorted({k for per_exit in results.values() for k in per_exit}))
     ax.set_xlabel(f"exit layer (of {num_layers})")
     ax.set_ylabel("WER (%)")
     ax.set_title(title)

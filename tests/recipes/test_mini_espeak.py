@@ -16,7 +16,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "egs2" / "mini_espeak" / "asr1"
 EXP = "exp/asr_eexit_conformer_mini"
-DECODE = f"{EXP}/decode_decode_ctc_valid.loss.ave"
+DECODE = f"{EXP}/decode_ctc_asr_model_valid.loss.ave"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or shutil.which("sox") is None,
@@ -155,7 +155,7 @@ def test_bad_exit_requests_fail_with_one_clear_line(trained_recipe):
     assert "Traceback" not in proc.stderr
 
 
-def test_rerun_from_stage_10_is_not_needed_to_fail_unknown_options(tmp_path):
+def test_unknown_option_and_missing_inputs_fail_clearly(tmp_path):
     recipe = copy_recipe(tmp_path)
     proc = run(recipe, "--no_such_option", "1", check=False)
     assert proc.returncode != 0 and "unknown option --no_such_option" in proc.stderr

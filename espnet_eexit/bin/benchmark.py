@@ -1,0 +1,143 @@
+"""Measure what early exits cost and save, in one run (ratios, not absolute timings, are the point).
+
+    python -m espnet_eexit.bin.benchmark                       # the paper's 12 x 256 Conformer-CTC
+    python -m espnet_eexit.bin.benchmark --config conf/x.yaml  # any ESPnet ASR training config
+    python -m espnet_eexit.bin.benchmark --steps 5 --batch_size 8 --seconds 5
+
+Prints:
+* parameters: total, encoder, per exit head;
+* training step time (forward + backward + optimizer step) with every exit vs a single last exit,
+  same weights, measured interleaved in this process;
+* encoder time to each exit vs the full encoder (eval mode, ``max_exit_layer=k``).
+"""
+import argparse
+import copy
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+import yaml
+
+# The paper's model: 12 Conformer layers, d 256, ff 2048, kernel 31, 80-dim fbank, 4x conv2d
+# subsampling, an exit every 2nd layer, BPE 256.
+PAPER_CONFIG = dict(
+    frontend="default",
+    frontend_conf=dict(n_fft=512, win_length=400, hop_length=160, n_mels=80),
+    normalize="utterance_mvn",
+    encoder="eexit_conformer",
+    encoder_conf=dict(
+        output_size=256, attention_heads=4, linear_units=2048, num_blocks=12,
+        dropout_rate=0.1, input_layer="conv2d", normalize_before=True, macaron_style=True,
+        rel_pos_type="latest", pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn",
+        activation_type="swish", use_cnn_module=True, cnn_module_kernel=31,
+        exit_layers=[2, 4, 6, 8, 10, 12],
+    ),
+    model="eexit",
+    model_conf=dict(ctc_weight=1.0),
+)
+
+
+def build(config: dict, vocab_size: int, exit_layers: Optional[List[int]] = None):
+    import espnet_eexit  # noqa: F401
+    from espnet_eexit.tasks.asr import EarlyExitASRTask
+
+    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
+    args.update(copy.deepcopy(config))
+    args["token_list"] = ["<blank>", "<unk>"] + [f"t{i}" for i in range(vocab_size - 3)] + ["<sos/eos>"]
+    args.setdefault("input_size", None)
+    if exit_layers is not None:
+        args["encoder_conf"] = {**args["encoder_conf"], "exit_layers": exit_layers}
+    torch.manual_seed(0)
+    return EarlyExitASRTask.build_model(argparse.Namespace(**args))
+
+
+def median_time(fn: Callable[[], None], steps: int) -> float:
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def random_batch(batch_size: int, seconds: float, vocab_size: int, fs: int = 16000):
+    g = torch.Generator().manual_seed(0)
+    n = int(seconds * fs)
+    speech = torch.randn(batch_size, n, generator=g) * 0.1
+    lengths = torch.full((batch_size,), n, dtype=torch.long)
+    n_tok = max(2, int(seconds * 7))  # ~7 BPE tokens per second of speech
+    text = torch.randint(2, vocab_size - 1, (batch_size, n_tok), generator=g)
+    return speech, lengths, text, torch.full((batch_size,), n_tok, dtype=torch.long)
+
+
+def train_step_fn(model, batch):
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        optim.zero_grad()
+        loss, _, _ = model(batch[0], batch[1], batch[2].clone(), batch[3])
+        loss.backward()
+        optim.step()
+
+    return step
+
+
+def main(cmd: Optional[list] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None, help="ESPnet ASR training YAML (default: paper's)")
+    parser.add_argument("--vocab_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0, help="audio length per utterance")
+    parser.add_argument("--steps", type=int, default=5, help="timed repetitions (after 1 warm-up)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(cmd)
+    torch.set_num_threads(args.threads)
+
+    config = PAPER_CONFIG if args.config is None else yaml.safe_load(open(args.config))
+    model = build(config, args.vocab_size)
+    exits = model.exit_layers
+    single = build(config, args.vocab_size, exit_layers=[exits[-1]])
+    single.load_state_dict(model.state_dict(), strict=False)  # same weights for the shared part
+
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    head = count(model.ctc)
+    print(f"# device: cpu, {args.threads} threads; batch {args.batch_size} x {args.seconds:g} s; "
+          f"vocab {args.vocab_size}; median of {args.steps}")
+    print(f"parameters: total {count(model) / 1e6:.2f} M with {len(exits)} exits "
+          f"(single-exit model: {count(single) / 1e6:.2f} M); encoder {count(model.encoder) / 1e6:.2f} M; "
+          f"per CTC head {head / 1e6:.3f} M")
+
+    batch = random_batch(args.batch_size, args.seconds, args.vocab_size)
+    model.train(), single.train()
+    steps: Dict[str, Callable[[], None]] = {
+        f"{len(exits)} exits": train_step_fn(model, batch),
+        "1 exit": train_step_fn(single, batch),
+    }
+    for fn in steps.values():
+        fn()  # warm-up (first steps of a process are slower)
+    times = {name: [] for name in steps}
+    for _ in range(args.steps):  # interleaved, so load changes hit both alike
+        for name, fn in steps.items():
+            times[name].append(median_time(fn, 1))
+    t_multi, t_single = (statistics.median(times[n]) for n in steps)
+    print(f"training step: {len(exits)} exits {t_multi:.3f} s, 1 exit {t_single:.3f} s, "
+          f"ratio {t_multi / t_single:.3f}")
+
+    model.eval()
+    feats, feat_lens = model.encoder_input(batch[0], batch[1])
+    with torch.no_grad():
+        model.encoder(feats, feat_lens)  # warm-up
+        enc_times = {k: median_time(lambda k=k: model.encoder(feats, feat_lens, max_exit_layer=k),
+                                    args.steps) for k in exits}
+    full = enc_times[exits[-1]]
+    print("encoder time to exit k (eval, no grad):")
+    print("| exit k | k/L | time (s) | time / full |")
+    print("|---|---|---|---|")
+    for k in exits:
+        print(f"| {k} | {k / model.encoder.num_layers:.2f} | {enc_times[k]:.4f} | {enc_times[k] / full:.3f} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
