@@ -55,6 +55,21 @@ def markdown(results, num_layers: int, title: str) -> str:
     return "\n".join([f"### {title}", "", head, rule, *rows, ""])
 
 
+def update_section(path: Path, key: str, body: str) -> None:
+    """Put ``body`` between ``<!-- results: key -->`` markers in ``path``, replacing an older one."""
+    begin, end = f"<!-- results: {key} -->", f"<!-- end results: {key} -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# RESULTS\n"
+    section = f"{begin}\n{body.strip()}\n{end}\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def plot(results, num_layers: int, png: Path, title: str) -> None:
     import matplotlib
 
@@ -83,6 +98,10 @@ def main(cmd: Optional[list] = None) -> None:
     parser.add_argument("--num_layers", type=int, required=True)
     parser.add_argument("--title", default=None)
     parser.add_argument("--output_md", type=Path, default=None, help="write the table here too")
+    parser.add_argument("--update_md", type=Path, default=None,
+                        help="add or replace this experiment's section (keyed by --title) in a "
+                        "recipe's RESULTS.md, leaving other sections as they are")
+    parser.add_argument("--notes", default="", help="Markdown put above the table (run facts)")
     parser.add_argument("--output_png", type=Path, default=None)
     args = parser.parse_args(cmd)
     if not args.decode_dir.is_dir():
@@ -92,9 +111,13 @@ def main(cmd: Optional[list] = None) -> None:
         parser.error(f"no scores under {args.decode_dir}/<test_set>/exit<k>/score_*/result.txt")
     title = args.title or f"{args.decode_dir}"
     table = markdown(results, args.num_layers, title)
+    if args.notes:
+        table = table.replace("\n\n", f"\n\n{args.notes.strip()}\n\n", 1)
     print(table)
     if args.output_md:
         args.output_md.write_text(table)
+    if args.update_md:
+        update_section(args.update_md, title, table)
     if args.output_png:
         plot(results, args.num_layers, args.output_png, title)
 

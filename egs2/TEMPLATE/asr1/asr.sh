@@ -1,0 +1,508 @@
+#!/usr/bin/env bash
+# Early-exit ASR pipeline with ESPnet's stage numbers and option names (egs2/TEMPLATE/asr1/asr.sh).
+#
+#   ./asr.sh --train_set train --valid_set dev --test_sets "dev test" \
+#       --asr_config conf/train_asr_eexit_conformer.yaml --inference_config conf/decode_ctc.yaml
+#
+# Stages:  1 data prep (local/data.sh)        2 speed perturbation (--speed_perturb_factors)
+#          3 format audio into dump/raw        4 remove too short / too long utterances
+#          5 token list (bpe or char)         10 ASR collect stats
+#         11 ASR training (ESPnet's launcher) 12 decoding from EVERY exit of the model
+#         13 scoring every exit (sclite)      14 packing the model (espnet2.bin.pack)
+# Run "./asr.sh --help" for the options. A recipe's run.sh calls this with its own settings.
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}) $*"
+}
+min() {
+    local a=$1 b
+    for b in "$@"; do [ "${b}" -lt "${a}" ] && a=${b}; done
+    echo "${a}"
+}
+SECONDS=0
+
+# General configuration
+stage=1              # Processes starts from the specified stage.
+stop_stage=13        # Processes is stopped at the specified stage.
+ngpu=0               # The number of GPUs per node ("0" uses CPU).
+num_nodes=1          # The number of nodes (multi-node: a cluster runner in cmd.sh, or --host).
+nj=2                 # The number of parallel jobs (data formatting, collect stats).
+inference_nj=2       # The number of parallel decoding jobs per exit.
+gpu_inference=false  # Whether to decode on GPU.
+dumpdir=dump         # Directory to dump formatted audio.
+expdir=exp           # Directory to save experiments.
+python=python3       # Python with espnet and espnet_eexit installed (path.sh sets it up).
+
+# Data preparation related
+local_data_opts=     # Options given to local/data.sh.
+speed_perturb_factors=  # e.g. "0.9 1.0 1.1".
+audio_format=wav     # wav or flac in dump/raw.
+fs=16k               # Sampling rate.
+min_wav_duration=0.1 # Minimum duration in seconds.
+max_wav_duration=20  # Maximum duration in seconds.
+
+# Tokenization related
+token_type=bpe       # bpe or char.
+nbpe=256             # BPE vocabulary size (the paper: 256).
+bpemode=unigram      # unigram or bpe.
+bpe_input_sentence_size=100000000
+bpe_char_cover=1.0
+oov="<unk>"
+blank="<blank>"
+sos_eos="<sos/eos>"
+cleaner=none         # Text cleaner for tokenization and reference text.
+
+# ASR model related
+asr_tag=             # Suffix of the experiment dir (default: from the config name).
+asr_exp=             # Experiment dir (default: ${expdir}/asr_${asr_tag}).
+asr_config=          # Training config.
+asr_args=            # Extra arguments for asr_train.
+feats_normalize=global_mvn  # global_mvn uses the collected stats; else the config decides.
+pretrained_model=    # Checkpoint to initialise from (ESPnet's --init_param), e.g. a single-exit model.
+ignore_init_mismatch=false
+num_splits_asr=1     # Unused (kept for ESPnet compatibility).
+
+# Decoding related
+inference_tag=       # Suffix of the decode dir (default: from the config and checkpoint).
+inference_config=    # Decoding config.
+inference_args=      # Extra arguments for asr_inference.
+inference_asr_model=valid.loss.ave.pth  # Checkpoint to decode.
+exit_layers=         # Exits to decode (default: every exit of the trained model).
+batch_size=1
+
+# [Task dependent] data sets
+train_set=
+valid_set=
+test_sets=
+bpe_train_text=      # Text for BPE training (default: the training text).
+
+run_args=$(printf "%q " "$@")
+help_message=$(cat << EOF
+Usage: $0 --train_set <train_set_name> --valid_set <valid_set_name> --test_sets "<test_set_names>"
+
+Options:
+    # General configuration
+    --stage              # Processes starts from the specified stage (default="${stage}").
+    --stop_stage         # Processes is stopped at the specified stage (default="${stop_stage}").
+    --ngpu               # The number of GPUs per node (default="${ngpu}").
+    --num_nodes          # The number of nodes (default="${num_nodes}").
+    --nj                 # The number of parallel jobs (default="${nj}").
+    --inference_nj       # The number of parallel decoding jobs (default="${inference_nj}").
+    --gpu_inference      # Whether to decode on GPU (default="${gpu_inference}").
+    --dumpdir            # Directory to dump formatted audio (default="${dumpdir}").
+    --expdir             # Directory to save experiments (default="${expdir}").
+    --python             # Python command (default="${python}").
+    # Data preparation related
+    --local_data_opts    # Options given to local/data.sh (default="${local_data_opts}").
+    --speed_perturb_factors # Speed perturbation factors, e.g. "0.9 1.0 1.1" (default="${speed_perturb_factors}").
+    --audio_format       # wav or flac (default="${audio_format}").
+    --fs                 # Sampling rate (default="${fs}").
+    --min_wav_duration   # Minimum duration in seconds (default="${min_wav_duration}").
+    --max_wav_duration   # Maximum duration in seconds (default="${max_wav_duration}").
+    # Tokenization related
+    --token_type         # bpe or char (default="${token_type}").
+    --nbpe               # BPE vocabulary size (default="${nbpe}").
+    --bpemode            # unigram or bpe (default="${bpemode}").
+    --cleaner            # Text cleaner (default="${cleaner}").
+    --bpe_train_text     # Text for BPE training (default: training text).
+    # ASR model related
+    --asr_tag            # Suffix of the experiment dir (default="${asr_tag}").
+    --asr_exp            # Experiment dir (default=${expdir}/asr_<asr_tag>).
+    --asr_config         # Training config (default="${asr_config}").
+    --asr_args           # Extra arguments for asr_train (default="${asr_args}").
+    --feats_normalize    # global_mvn or the config's normalization (default="${feats_normalize}").
+    --pretrained_model   # Checkpoint to initialise from (ESPnet --init_param) (default="${pretrained_model}").
+    --ignore_init_mismatch # Ignore size mismatch when loading it (default="${ignore_init_mismatch}").
+    # Decoding related
+    --inference_tag      # Suffix of the decode dir (default: from config and checkpoint).
+    --inference_config   # Decoding config (default="${inference_config}").
+    --inference_args     # Extra arguments for asr_inference (default="${inference_args}").
+    --inference_asr_model # Checkpoint to decode (default="${inference_asr_model}").
+    --exit_layers        # Exits to decode, e.g. "2 6" (default: every exit of the model).
+    --batch_size         # Decoding batch size (default="${batch_size}").
+    # [Task dependent] data sets
+    --train_set          # Name of the training set (required).
+    --valid_set          # Name of the validation set (required).
+    --test_sets          # Names of the test sets (required); dumped and decoded.
+EOF
+)
+
+log "$0 $*"
+. ./utils/parse_options.sh
+if [ $# -ne 0 ]; then
+    log "ERROR: unexpected arguments: $*"; echo "${help_message}" >&2; exit 2
+fi
+. ./path.sh
+. ./cmd.sh
+
+[ -z "${train_set}" ] && { log "ERROR: --train_set is required"; exit 2; }
+[ -z "${valid_set}" ] && { log "ERROR: --valid_set is required"; exit 2; }
+[ -z "${test_sets}" ] && { log "ERROR: --test_sets is required"; exit 2; }
+case ${token_type} in bpe|char) ;; *) log "ERROR: --token_type must be bpe or char"; exit 2 ;; esac
+case ${audio_format} in wav|flac) ;; *) log "ERROR: --audio_format must be wav or flac"; exit 2 ;; esac
+
+fs_hz=$(${python} -c "import humanfriendly as h; print(int(h.parse_size('${fs}')))")
+data_feats=${dumpdir}/raw
+if [ -n "${speed_perturb_factors}" ]; then
+    train_set_sp="${train_set}_sp"
+else
+    train_set_sp="${train_set}"
+fi
+
+token_listdir=data/token_list
+bpedir="${token_listdir}/bpe_${bpemode}${nbpe}"
+bpeprefix="${bpedir}/bpe"
+if [ "${token_type}" = bpe ]; then
+    token_list="${bpedir}/tokens.txt"
+    bpemodel="${bpeprefix}.model"
+else
+    token_list="${token_listdir}/char/tokens.txt"
+    bpemodel=none
+fi
+[ -z "${bpe_train_text}" ] && bpe_train_text="${data_feats}/${train_set_sp}/text"
+
+if [ -z "${asr_tag}" ]; then
+    if [ -n "${asr_config}" ]; then
+        asr_tag="$(basename "${asr_config}" .yaml)_${token_type}"
+    else
+        asr_tag="train_${token_type}"
+    fi
+    [ "${token_type}" = bpe ] && asr_tag+="${nbpe}"
+fi
+asr_exp=${asr_exp:-${expdir}/asr_${asr_tag}}
+asr_stats_dir="${expdir}/asr_stats_raw_${token_type}"
+[ "${token_type}" = bpe ] && asr_stats_dir+="${nbpe}"
+if [ -z "${inference_tag}" ]; then
+    if [ -n "${inference_config}" ]; then
+        inference_tag="$(basename "${inference_config}" .yaml)"
+    else
+        inference_tag=inference
+    fi
+    inference_tag+="_asr_model_${inference_asr_model%.*}"
+fi
+
+need() {  # need <file>...: stop with a clear message when an earlier stage's output is missing
+    local f
+    for f in "$@"; do
+        [ -s "${f}" ] || { log "ERROR: ${f} is missing: run the stage that makes it first (see --help)"; exit 1; }
+    done
+}
+
+# ========================================================================= data
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    log "Stage 1: Data preparation: local/data.sh ${local_data_opts}"
+    # shellcheck disable=SC2086
+    local/data.sh ${local_data_opts}
+    for dset in ${train_set} ${valid_set} ${test_sets}; do
+        utils/validate_data_dir.sh "data/${dset}"
+    done
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    if [ -n "${speed_perturb_factors}" ]; then
+        log "Stage 2: Speed perturbation: data/${train_set} -> data/${train_set_sp}"
+        utils/validate_data_dir.sh "data/${train_set}"
+        # shellcheck disable=SC2086
+        ${python} pyscripts/perturb_data_dir_speed.py --factors ${speed_perturb_factors} \
+            "data/${train_set}" "data/${train_set_sp}"
+        utils/validate_data_dir.sh "data/${train_set_sp}"
+    else
+        log "Stage 2: Skip speed perturbation (no --speed_perturb_factors)"
+    fi
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    log "Stage 3: Format audio (${fs}, ${audio_format}) into ${data_feats}"
+    for dset in ${train_set_sp} ${valid_set} ${test_sets}; do
+        if [ "${dset}" = "${train_set_sp}" ] || [ "${dset}" = "${valid_set}" ]; then
+            out=${data_feats}/org/${dset}  # filtered by stage 4
+        else
+            out=${data_feats}/${dset}
+        fi
+        utils/validate_data_dir.sh "data/${dset}"
+        mkdir -p "${out}/logdir"
+        for f in text utt2spk spk2utt; do cp "data/${dset}/${f}" "${out}/${f}"; done
+        if [ -f "data/${dset}/segments" ]; then key_file=data/${dset}/segments; else key_file=data/${dset}/wav.scp; fi
+        _nj=$(min "${nj}" "$(wc -l < "${key_file}")")
+        split_files=""
+        for n in $(seq "${_nj}"); do split_files+=" ${out}/logdir/keys.${n}"; done
+        # shellcheck disable=SC2086
+        utils/split_scp.sh "${key_file}" ${split_files}
+        if [ -f "data/${dset}/segments" ]; then
+            _opts="--segments ${out}/logdir/keys.JOB data/${dset}/wav.scp"
+        else
+            _opts="${out}/logdir/keys.JOB"
+        fi
+        # shellcheck disable=SC2086
+        ${train_cmd} JOB=1:"${_nj}" "${out}/logdir/format.JOB.log" \
+            ${python} pyscripts/format_wav_scp.py --fs "${fs_hz}" --audio_format "${audio_format}" \
+                ${_opts} "${out}/logdir/format.JOB" \
+            || { grep -h "ERROR" "${out}"/logdir/format.*.log >&2 || true; exit 1; }
+        for n in $(seq "${_nj}"); do cat "${out}/logdir/format.${n}/wav.scp"; done > "${out}/wav.scp"
+        for n in $(seq "${_nj}"); do cat "${out}/logdir/format.${n}/utt2num_samples"; done > "${out}/utt2num_samples"
+        echo raw > "${out}/feats_type"
+        echo "${audio_format}" > "${out}/audio_format"
+        utils/validate_data_dir.sh "${out}"
+    done
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    log "Stage 4: Remove utterances shorter than ${min_wav_duration}s / longer than ${max_wav_duration}s"
+    for dset in ${train_set_sp} ${valid_set}; do
+        org=${data_feats}/org/${dset}
+        out=${data_feats}/${dset}
+        need "${org}/wav.scp" "${org}/utt2num_samples"
+        mkdir -p "${out}"
+        cp "${org}/feats_type" "${org}/audio_format" "${out}/"
+        awk -v lo="$(${python} -c "print(int(${min_wav_duration} * ${fs_hz}))")" \
+            -v hi="$(${python} -c "print(int(${max_wav_duration} * ${fs_hz}))")" \
+            '$2 >= lo && $2 <= hi' "${org}/utt2num_samples" > "${out}/utt2num_samples"
+        # keep utterances within the limits and with a non-empty transcript
+        awk 'NR == FNR { keep[$1]; next } ($1 in keep) && NF > 1 { print $1 }' \
+            "${out}/utt2num_samples" "${org}/text" > "${out}/keys"
+        for f in wav.scp text utt2spk utt2num_samples; do
+            awk 'NR == FNR { keep[$1]; next } $1 in keep' "${out}/keys" "${org}/${f}" > "${out}/${f}.tmp"
+            mv "${out}/${f}.tmp" "${out}/${f}"
+        done
+        awk '{ u[$2] = u[$2] " " $1 } END { for (s in u) print s u[s] }' "${out}/utt2spk" \
+            | LC_ALL=C sort > "${out}/spk2utt"
+        log "  ${dset}: kept $(wc -l < "${out}/keys") of $(wc -l < "${org}/wav.scp") utterances"
+        rm "${out}/keys"
+        [ -s "${out}/wav.scp" ] || { log "ERROR: ${out}: no utterance left after filtering"; exit 1; }
+        utils/validate_data_dir.sh "${out}"
+    done
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    need "${data_feats}/${train_set_sp}/text"
+    if [ "${token_type}" = bpe ]; then
+        log "Stage 5: Train BPE (${bpemode}, ${nbpe}) with sentencepiece: ${bpedir}"
+        need "${bpe_train_text}"
+        mkdir -p "${bpedir}"
+        cut -d' ' -f2- "${bpe_train_text}" > "${bpedir}/train.txt"
+        ${python} -c "
+import sentencepiece as spm
+spm.SentencePieceTrainer.train(
+    input='${bpedir}/train.txt', vocab_size=${nbpe}, model_type='${bpemode}',
+    model_prefix='${bpeprefix}', character_coverage=${bpe_char_cover},
+    input_sentence_size=${bpe_input_sentence_size}, minloglevel=1)"
+        _opts="--bpemodel ${bpemodel}"
+    else
+        log "Stage 5: Character token list: ${token_list}"
+        _opts=
+    fi
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" ${_opts} \
+        --input "${data_feats}/${train_set_sp}/text" --output "${token_list}" --field 2- \
+        --cleaner "${cleaner}" --write_vocabulary true \
+        --add_symbol "${blank}:0" --add_symbol "${oov}:1" --add_symbol "${sos_eos}:-1"
+    log "  $(wc -l < "${token_list}") tokens"
+fi
+
+# ========================================================================= ASR
+# Options shared by collect-stats and training, as ESPnet's asr.sh passes them.
+common_opts="--use_preprocessor true --bpemodel ${bpemodel} --token_type ${token_type}
+    --token_list ${token_list} --non_linguistic_symbols none --cleaner ${cleaner} --g2p none
+    --frontend_conf fs=${fs}"
+[ -n "${asr_config}" ] && common_opts+=" --config ${asr_config}"
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    _train_dir=${data_feats}/${train_set_sp}
+    _valid_dir=${data_feats}/${valid_set}
+    log "Stage 10: ASR collect stats: train_set=${_train_dir}, valid_set=${_valid_dir}"
+    need "${_train_dir}/wav.scp" "${_valid_dir}/wav.scp" "${token_list}"
+    _logdir=${asr_stats_dir}/logdir
+    mkdir -p "${_logdir}"
+    _nj=$(min "${nj}" "$(wc -l < "${_train_dir}/wav.scp")" "$(wc -l < "${_valid_dir}/wav.scp")")
+    train_split="" valid_split=""
+    for n in $(seq "${_nj}"); do
+        train_split+=" ${_logdir}/train.${n}.scp"
+        valid_split+=" ${_logdir}/valid.${n}.scp"
+    done
+    # shellcheck disable=SC2086
+    utils/split_scp.sh "${_train_dir}/wav.scp" ${train_split}
+    # shellcheck disable=SC2086
+    utils/split_scp.sh "${_valid_dir}/wav.scp" ${valid_split}
+    # shellcheck disable=SC2086
+    ${train_cmd} JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
+        ${python} -m espnet_eexit.bin.asr_train --collect_stats true ${common_opts} \
+            --train_data_path_and_name_and_type "${_train_dir}/wav.scp,speech,sound" \
+            --train_data_path_and_name_and_type "${_train_dir}/text,text,text" \
+            --valid_data_path_and_name_and_type "${_valid_dir}/wav.scp,speech,sound" \
+            --valid_data_path_and_name_and_type "${_valid_dir}/text,text,text" \
+            --train_shape_file "${_logdir}/train.JOB.scp" \
+            --valid_shape_file "${_logdir}/valid.JOB.scp" \
+            --output_dir "${_logdir}/stats.JOB" ${asr_args} \
+        || { tail -n 20 "${_logdir}/stats.1.log" >&2; exit 1; }
+    _opts=
+    for n in $(seq "${_nj}"); do _opts+=" --input_dir ${_logdir}/stats.${n}"; done
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.aggregate_stats_dirs ${_opts} --output_dir "${asr_stats_dir}"
+    # The vocabulary size as last dimension: ESPnet's batch_bins counting uses it.
+    for d in train valid; do
+        awk -v N="$(wc -l < "${token_list}")" '{ print $0 "," N }' \
+            "${asr_stats_dir}/${d}/text_shape" > "${asr_stats_dir}/${d}/text_shape.${token_type}"
+    done
+fi
+
+if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
+    _train_dir=${data_feats}/${train_set_sp}
+    _valid_dir=${data_feats}/${valid_set}
+    log "Stage 11: ASR training: ${asr_exp} (log: ${asr_exp}/train.log)"
+    need "${asr_stats_dir}/train/speech_shape" "${asr_stats_dir}/train/text_shape.${token_type}"
+    _opts=
+    if [ "${feats_normalize}" = global_mvn ]; then
+        _opts+="--normalize global_mvn --normalize_conf stats_file=${asr_stats_dir}/train/feats_stats.npz "
+    fi
+    if [ -n "${pretrained_model}" ]; then
+        _opts+="--init_param ${pretrained_model} --ignore_init_mismatch ${ignore_init_mismatch} "
+    fi
+    mkdir -p "${asr_exp}"
+    echo "${run_args} --stage 11 \"\$@\"; exit \$?" > "${asr_exp}/run.sh"; chmod +x "${asr_exp}/run.sh"
+    # ESPnet's own launcher: --ngpu/--num_nodes/--multiprocessing_distributed (nothing home-made).
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.launch \
+        --cmd "${cuda_cmd} --name ${asr_exp}/train.log" \
+        --log "${asr_exp}/train.log" \
+        --ngpu "${ngpu}" \
+        --num_nodes "${num_nodes}" \
+        --init_file_prefix "${asr_exp}/.dist_init_" \
+        --multiprocessing_distributed true -- \
+        ${python} -m espnet_eexit.bin.asr_train ${common_opts} \
+            --train_data_path_and_name_and_type "${_train_dir}/wav.scp,speech,sound" \
+            --train_data_path_and_name_and_type "${_train_dir}/text,text,text" \
+            --valid_data_path_and_name_and_type "${_valid_dir}/wav.scp,speech,sound" \
+            --valid_data_path_and_name_and_type "${_valid_dir}/text,text,text" \
+            --train_shape_file "${asr_stats_dir}/train/speech_shape" \
+            --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}" \
+            --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
+            --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
+            --resume true --fold_length 80000 --fold_length 150 \
+            --output_dir "${asr_exp}" ${_opts} ${asr_args} &
+    train_pid=$!
+    # Progress: one line per finished epoch with the validation CER of every exit.
+    shown=
+    while kill -0 "${train_pid}" 2>/dev/null; do
+        sleep 5
+        line=$(grep -h "epoch results" "${asr_exp}/train.log" 2>/dev/null | tail -n 1 || true)
+        if [ -n "${line}" ] && [ "${line}" != "${shown}" ]; then
+            shown=${line}
+            epoch=$(grep -o "[0-9]*epoch results" <<< "${line}" | grep -o "^[0-9]*")
+            valid=$(sed 's/.*\[valid\]//' <<< "${line}" | grep -o "c*er_ctc_exit[0-9]*=[0-9.]*" | tr '\n' ' ')
+            log "  epoch ${epoch}: valid ${valid}"
+        fi
+    done
+    wait "${train_pid}" || { tail -n 30 "${asr_exp}/train.log" >&2; log "ERROR: training failed"; exit 1; }
+fi
+
+# ========================================================================= evaluation
+if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
+    need "${asr_exp}/config.yaml" "${asr_exp}/${inference_asr_model}"
+    [ -z "${exit_layers}" ] && exit_layers=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
+    log "Stage 12: Decoding from exits ${exit_layers}: ${asr_exp}/${inference_tag}"
+    if ${gpu_inference}; then _cmd=${cuda_cmd}; _ngpu=1; else _cmd=${decode_cmd}; _ngpu=0; fi
+    _opts=
+    [ -n "${inference_config}" ] && _opts+="--config ${inference_config} "
+    mkdir -p "${asr_exp}/${inference_tag}"
+    echo "${run_args} --stage 12 \"\$@\"; exit \$?" > "${asr_exp}/${inference_tag}/run.sh"
+    chmod +x "${asr_exp}/${inference_tag}/run.sh"
+    for dset in ${test_sets}; do
+        _data=${data_feats}/${dset}
+        need "${_data}/wav.scp"
+        for k in ${exit_layers}; do
+            _dir=${asr_exp}/${inference_tag}/${dset}/exit${k}
+            _logdir=${_dir}/logdir
+            mkdir -p "${_logdir}"
+            _nj=$(min "${inference_nj}" "$(wc -l < "${_data}/wav.scp")")
+            split_files=""
+            for n in $(seq "${_nj}"); do split_files+=" ${_logdir}/keys.${n}.scp"; done
+            # shellcheck disable=SC2086
+            utils/split_scp.sh "${_data}/wav.scp" ${split_files}
+            # shellcheck disable=SC2086
+            ${_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${_logdir}/asr_inference.JOB.log" \
+                ${python} -m espnet_eexit.bin.asr_inference --exit_layer "${k}" \
+                    --batch_size "${batch_size}" --ngpu "${_ngpu}" \
+                    --data_path_and_name_and_type "${_data}/wav.scp,speech,sound" \
+                    --key_file "${_logdir}/keys.JOB.scp" \
+                    --asr_train_config "${asr_exp}/config.yaml" \
+                    --asr_model_file "${asr_exp}/${inference_asr_model}" \
+                    --output_dir "${_logdir}/output.JOB" ${_opts} ${inference_args} \
+                || { tail -n 20 "${_logdir}/asr_inference.1.log" >&2; exit 1; }
+            for f in token token_int score text; do
+                if [ -f "${_logdir}/output.1/1best_recog/${f}" ]; then
+                    for n in $(seq "${_nj}"); do cat "${_logdir}/output.${n}/1best_recog/${f}"; done \
+                        | LC_ALL=C sort -k1,1 > "${_dir}/${f}"
+                fi
+            done
+            ${python} - "${_dir}/exit_info" "${_logdir}"/output.*/exit_info << 'EOF'
+import sys
+# Sum the per-job exit summaries (utterance-weighted) into one.
+parts = [dict(l.split() for l in open(p)) for p in sys.argv[2:]]
+utts = sum(int(p["utterances"]) for p in parts)
+layers = sum(float(p["layers_computed_per_utterance"]) * int(p["utterances"]) for p in parts)
+per_utt, num_layers = layers / max(utts, 1), int(parts[0]["num_layers"])
+with open(sys.argv[1], "w") as f:
+    f.write(f"exit_layer {parts[0]['exit_layer']}\nnum_layers {num_layers}\nutterances {utts}\n"
+            f"layers_computed_per_utterance {per_utt:.3f}\nrelative_depth {per_utt / num_layers:.3f}\n")
+EOF
+            log "  ${dset} exit ${k}: $(wc -l < "${_dir}/text") utterances, $(grep relative_depth "${_dir}/exit_info")"
+        done
+    done
+fi
+
+if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
+    need "${asr_exp}/config.yaml"
+    [ -z "${exit_layers}" ] && exit_layers=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
+    log "Stage 13: Scoring exits ${exit_layers} with sclite"
+    _opts="--cleaner ${cleaner}"
+    [ "${token_type}" = bpe ] && _opts+=" --bpemodel ${bpemodel}"
+    for dset in ${test_sets}; do
+        dirs=
+        for k in ${exit_layers}; do
+            need "${asr_exp}/${inference_tag}/${dset}/exit${k}/text"
+            dirs+=" ${asr_exp}/${inference_tag}/${dset}/exit${k}"
+        done
+        # shellcheck disable=SC2086
+        scripts/score_sclite.sh --python "${python}" ${_opts} "${data_feats}/${dset}" ${dirs}
+    done
+    # Facts of the run above the table: machine, versions, data, configs, training time.
+    stamp='[0-9]\{4\}-[0-9][0-9]-[0-9][0-9] [0-9:]\{8\}'
+    t0=$(grep -m1 -o "${stamp}" "${asr_exp}/train.log" || true)
+    t1=$(grep "epoch results" "${asr_exp}/train.log" | tail -n 1 | grep -o "${stamp}" || true)
+    train_min=$( [ -n "${t0}" ] && [ -n "${t1}" ] && echo $(( ($(date -d "${t1}" +%s) - $(date -d "${t0}" +%s)) / 60 )) || echo "?")
+    notes="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(uname -m), $(nproc) CPU cores, ngpu ${ngpu};"
+    notes+=" $(${python} -c 'import torch, espnet; print(f"torch {torch.__version__}, espnet {espnet.__version__}")' 2>/dev/null)
+- data: train \`${train_set_sp}\` $(wc -l < "${data_feats}/${train_set_sp}/text") utts, valid \`${valid_set}\`;"
+    for dset in ${test_sets}; do notes+=" \`${dset}\` $(wc -l < "${data_feats}/${dset}/text") utts;"; done
+    notes+="
+- config: \`${asr_config}\`, decoding: \`${inference_config}\`, checkpoint: \`${inference_asr_model}\`
+- training: $(grep -c 'epoch results' "${asr_exp}/train.log" || true) epochs in ${train_min} min (train.log timestamps)
+- command: \`$0 ${run_args}\`
+- WER per exit: \`${asr_exp}/wer_per_exit.png\`"
+    ${python} -m espnet_eexit.bin.exit_results "${asr_exp}/${inference_tag}" \
+        --num_layers "$(${python} -m espnet_eexit.bin.show_exits --num_layers "${asr_exp}/config.yaml")" \
+        --title "${asr_exp##*/}: ${inference_tag}" --notes "${notes}" \
+        --output_md "${asr_exp}/${inference_tag}/RESULTS.md" --update_md RESULTS.md \
+        --output_png "${asr_exp}/wer_per_exit.png"
+    log "Wrote RESULTS.md (section ${asr_exp##*/}: ${inference_tag}) and ${asr_exp}/wer_per_exit.png"
+fi
+
+if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
+    need "${asr_exp}/config.yaml" "${asr_exp}/${inference_asr_model}"
+    packed_model="${asr_exp}/${asr_exp##*/}_${inference_asr_model%.*}.zip"
+    log "Stage 14: Pack model: ${packed_model}"
+    _opts=
+    [ "${feats_normalize}" = global_mvn ] && _opts+="--option ${asr_stats_dir}/train/feats_stats.npz "
+    [ "${token_type}" = bpe ] && _opts+="--option ${bpemodel} "
+    [ -f "${asr_exp}/${inference_tag}/RESULTS.md" ] && _opts+="--option ${asr_exp}/${inference_tag}/RESULTS.md "
+    [ -d "${asr_exp}/images" ] && _opts+="--option ${asr_exp}/images "
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.pack asr \
+        --asr_train_config "${asr_exp}/config.yaml" \
+        --asr_model_file "${asr_exp}/${inference_asr_model}" \
+        ${_opts} --outpath "${packed_model}"
+fi
+
+log "Successfully finished. [elapsed=${SECONDS}s]"
