@@ -204,8 +204,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     if [ -n "${speed_perturb_factors}" ]; then
         log "Stage 2: Speed perturbation: data/${train_set} -> data/${train_set_sp}"
         utils/validate_data_dir.sh "data/${train_set}"
-        # shellcheck disable=SC2086
-        ${python} pyscripts/perturb_data_dir_speed.py --factors ${speed_perturb_factors} \
+        ${python} pyscripts/perturb_data_dir_speed.py --factors "${speed_perturb_factors}" \
             "data/${train_set}" "data/${train_set_sp}"
         utils/validate_data_dir.sh "data/${train_set_sp}"
     else

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed-perturbed copy of a Kaldi data dir (for ``--speed_perturb_factors``).
 
-    pyscripts/perturb_data_dir_speed.py --factors 0.9 1.0 1.1 data/train data/train_sp
+    pyscripts/perturb_data_dir_speed.py --factors "0.9 1.0 1.1" data/train data/train_sp
 
 Each factor f != 1.0 adds a copy of every utterance with id ``sp<f>-<utt>`` (speaker
 ``sp<f>-<spk>``) whose wav.scp entry is a sox pipe (``sox ... speed f``); stage 3 materialises the
@@ -33,9 +33,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", type=Path)
     parser.add_argument("dst", type=Path)
-    parser.add_argument("--factors", type=float, nargs="+", required=True)
+    parser.add_argument("--factors", required=True, help='space-separated, e.g. "0.9 1.0 1.1"')
     args = parser.parse_args()
-    if any(f <= 0 for f in args.factors):
+    try:
+        args.factors = [float(f) for f in args.factors.split()]
+    except ValueError:
+        sys.exit(f"perturb_data_dir_speed.py: --factors must be numbers, got '{args.factors}'")
+    if not args.factors or any(f <= 0 for f in args.factors):
         sys.exit(f"perturb_data_dir_speed.py: factors must be > 0, got {args.factors}")
 
     has_segments = (args.src / "segments").is_file()
