@@ -20,7 +20,8 @@ PYTHON=${PYTHON:-python3.11}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 TORCHAUDIO_SPEC=${TORCHAUDIO_SPEC:-}
 ESPNET_SPEC=${ESPNET_SPEC:-espnet==202511}
-DEBIAN_PACKAGES="sctk sox espeak-ng"
+# sclite, audio tools, and the offline TTS engines of the synth_en corpus
+DEBIAN_PACKAGES="sctk sox espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts"
 
 log() { echo "[tools/install.sh] $*"; }
 
@@ -30,10 +31,10 @@ stamp="${venv}/.eexit_install_stamp"
 
 # ---------------------------------------------------------------- Debian packages (sclite, sox, espeak-ng)
 missing_debs() {
-    local missing=""
-    [ -x /usr/lib/sctk/bin/sclite ] || command -v sclite >/dev/null 2>&1 || missing+=" sctk"
-    command -v sox >/dev/null 2>&1 || missing+=" sox"
-    command -v espeak-ng >/dev/null 2>&1 || missing+=" espeak-ng"
+    local missing="" pkg
+    for pkg in ${DEBIAN_PACKAGES}; do
+        dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "ok installed" || missing+=" ${pkg}"
+    done
     echo "${missing}"
 }
 install_debs() {
@@ -47,7 +48,7 @@ install_debs() {
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
         log "WARNING: please install the Debian packages:${missing}"
         log "         e.g.: sudo apt-get install -y${missing}"
-        log "         (sclite scoring and the test audio need them)"
+        log "         (sclite scoring, test audio and the synth_en corpus need them)"
         return 0
     fi
     log "apt-get install${missing}"
@@ -57,14 +58,36 @@ install_debs() {
     apt-get install -y -qq --no-install-recommends ${missing} >/dev/null
 }
 
+# Jane Austen's novels (synth_en text): Debian's r-cran-janeaustenr holds them as an R data base;
+# unpacking the .deb (no R needed) is enough for local/prepare_text.py, which reads it with rdata.
+install_janeaustenr() {
+    local dest="${tools_dir}/janeaustenr" tmp
+    [ -f "${dest}/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb" ] && return 0
+    [ -f /usr/lib/R/site-library/janeaustenr/data/Rdata.rdb ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1 || [ "${SKIP_APT:-0}" = 1 ]; then
+        log "WARNING: the synth_en recipe needs the Debian package r-cran-janeaustenr"
+        return 0
+    fi
+    log "unpacking r-cran-janeaustenr into ${dest}"
+    tmp=$(mktemp -d)
+    if (cd "${tmp}" && apt-get download -qq r-cran-janeaustenr >/dev/null 2>&1); then
+        dpkg -x "${tmp}"/r-cran-janeaustenr_*.deb "${dest}"
+    else
+        log "WARNING: could not fetch r-cran-janeaustenr (the synth_en recipe needs it)"
+    fi
+    rm -rf "${tmp}"
+}
+
 if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${stamp_key}" ] \
         && "${venv}/bin/python" -c "import espnet_eexit" >/dev/null 2>&1; then
     install_debs
+    install_janeaustenr
     log "up to date (${venv})"
     exit 0
 fi
 
 install_debs
+install_janeaustenr
 
 # ---------------------------------------------------------------- venv
 if [ ! -x "${venv}/bin/python" ]; then

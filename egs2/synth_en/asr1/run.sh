@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# synth_en: early-exit ASR on an offline multi-speaker synthetic English corpus (see README.md).
+#
+#   ./run.sh                                    # default corpus (~5 h), stages 1-13
+#   ./run.sh --corpus_size tiny                 # ~200 utterances (CI smoke test)
+#   ./run.sh --stage 10                         # collect stats, train, decode, score again
+#   ./run.sh --asr_config conf/tuning/train_asr_conformer_single_exit.yaml   # single-exit baseline
+#   ./run.sh --asr_config conf/tuning/train_asr_eexit_conformer_aed.yaml \
+#            --inference_config conf/decode_aed.yaml                         # AED, decoder per exit
+#
+# --corpus_size is this script's; every other option goes to asr.sh (./asr.sh --help).
+set -euo pipefail
+
+corpus_size=default
+asr_sh_args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --corpus_size) corpus_size=$2; shift 2 ;;
+        --corpus_size=*) corpus_size=${1#*=}; shift ;;
+        *) asr_sh_args+=("$1"); shift ;;
+    esac
+done
+case ${corpus_size} in
+    tiny) nbpe=64 ;;   # 160 training sentences cannot support 256 pieces
+    default|large) nbpe=256 ;;
+    *) echo "$0: --corpus_size must be tiny, default or large" >&2; exit 2 ;;
+esac
+
+./asr.sh \
+    --token_type bpe \
+    --nbpe "${nbpe}" \
+    --nj 2 \
+    --inference_nj 2 \
+    --train_set train \
+    --valid_set dev \
+    --test_sets "dev test" \
+    --min_wav_duration 0.3 \
+    --max_wav_duration 20 \
+    --local_data_opts "--corpus_size ${corpus_size}" \
+    --asr_config conf/train_asr_eexit_conformer.yaml \
+    --inference_config conf/decode_ctc.yaml \
+    "${asr_sh_args[@]}"
