@@ -1,0 +1,11 @@
+# Environment for recipes (each recipe links this file): the project venv (tools/install.sh) and sclite.
+MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+if [ -f "${MAIN_ROOT}/tools/activate_python.sh" ]; then
+    . "${MAIN_ROOT}/tools/activate_python.sh"
+else
+    echo "path.sh: ${MAIN_ROOT}/tools/activate_python.sh not found: run 'make -C ${MAIN_ROOT}/tools' first" >&2
+    return 1
+fi
+export PATH="/usr/lib/sctk/bin:${PATH}"
+export PYTHONIOENCODING=UTF-8
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
