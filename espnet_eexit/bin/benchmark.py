@@ -92,6 +92,7 @@ def main(cmd: Optional[list] = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="audio length per utterance")
     parser.add_argument("--steps", type=int, default=5, help="timed repetitions (after 1 warm-up)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no_train_step", action="store_true", help="skip the training-step timing")
     args = parser.parse_args(cmd)
     torch.set_num_threads(args.threads)
 
@@ -110,33 +111,50 @@ def main(cmd: Optional[list] = None) -> None:
           f"per CTC head {head / 1e6:.3f} M")
 
     batch = random_batch(args.batch_size, args.seconds, args.vocab_size)
+    if not args.no_train_step:
+        time_train_steps(model, single, batch, args.steps, len(exits))
+    time_exits(model, batch, args.steps)
+
+
+def time_train_steps(model, single, batch, steps_n: int, num_exits: int) -> None:
     model.train(), single.train()
     steps: Dict[str, Callable[[], None]] = {
-        f"{len(exits)} exits": train_step_fn(model, batch),
+        f"{num_exits} exits": train_step_fn(model, batch),
         "1 exit": train_step_fn(single, batch),
     }
     for fn in steps.values():
         fn()  # warm-up (first steps of a process are slower)
     times = {name: [] for name in steps}
-    for _ in range(args.steps):  # interleaved, so load changes hit both alike
+    for _ in range(steps_n):  # interleaved, so load changes hit both alike
         for name, fn in steps.items():
             times[name].append(median_time(fn, 1))
     t_multi, t_single = (statistics.median(times[n]) for n in steps)
-    print(f"training step: {len(exits)} exits {t_multi:.3f} s, 1 exit {t_single:.3f} s, "
+    print(f"training step: {num_exits} exits {t_multi:.3f} s, 1 exit {t_single:.3f} s, "
           f"ratio {t_multi / t_single:.3f}")
 
+
+def time_exits(model, batch, steps_n: int) -> None:
+    exits = model.exit_layers
     model.eval()
     feats, feat_lens = model.encoder_input(batch[0], batch[1])
     with torch.no_grad():
         model.encoder(feats, feat_lens)  # warm-up
         enc_times = {k: median_time(lambda k=k: model.encoder(feats, feat_lens, max_exit_layer=k),
-                                    args.steps) for k in exits}
+                                    steps_n) for k in exits}
+        front = median_time(lambda: model.encoder.start(feats, feat_lens), steps_n)
     full = enc_times[exits[-1]]
-    print("encoder time to exit k (eval, no grad):")
-    print("| exit k | k/L | time (s) | time / full |")
-    print("|---|---|---|---|")
+    num_layers = model.encoder.num_layers
+    print(f"front end (subsampling + positional encoding): {front:.4f} s = "
+          f"{front / full:.3f} of the full-depth encoder")
+    print("encoder time to exit k (eval, no grad); ideal = (front end + k layers) / (front end + L "
+          "layers) with the layers' mean cost measured as (full - front end) / L:")
+    print("| exit k | k/L | time (s) | time / full | ideal | time / ideal |")
+    print("|---|---|---|---|---|---|")
     for k in exits:
-        print(f"| {k} | {k / model.encoder.num_layers:.2f} | {enc_times[k]:.4f} | {enc_times[k] / full:.3f} |")
+        ideal = (front + k * (full - front) / num_layers) / full
+        ratio = enc_times[k] / full
+        print(f"| {k} | {k / num_layers:.2f} | {enc_times[k]:.4f} | {ratio:.3f} | {ideal:.3f} | "
+              f"{ratio / ideal:.3f} |")
 
 
 if __name__ == "__main__":

@@ -140,6 +140,8 @@ class EarlyExitEncoderMixin:
             last one, as in the paper).
         exit_norm: ``"own"`` (a LayerNorm per intermediate exit) or ``"shared"`` (the encoder's
             final ``after_norm`` for every exit). The last layer's exit always uses ``after_norm``.
+        subsampling_channels: with ``input_layer: conv2d``, the convolution channels of the front
+            end (default ``None``: ESPnet's, ``output_size``); fewer make it much cheaper on CPU.
         **kwargs: every argument of the ESPnet encoder (``num_blocks``, ``output_size``, ...).
     """
 
@@ -148,10 +150,25 @@ class EarlyExitEncoderMixin:
         input_size: int,
         exit_layers: Optional[List[int]] = None,
         exit_norm: str = "own",
+        subsampling_channels: Optional[int] = None,
         **kwargs,
     ):
         super().__init__(input_size, **kwargs)  # the ESPnet encoder builds embed/encoders/norm
         self._init_early_exit(len(self.encoders), exit_layers, exit_norm)
+        if subsampling_channels is not None:
+            self._narrow_front_end(input_size, subsampling_channels)
+
+    def _narrow_front_end(self, input_size: int, channels: int) -> None:
+        from espnet_eexit.encoder.subsampling import NarrowConv2dSubsampling
+
+        if type(self.embed) is not _subsampling.Conv2dSubsampling:
+            raise EarlyExitConfigError(
+                f"subsampling_channels needs input_layer: conv2d (got {type(self.embed).__name__})"
+            )
+        if channels < 1:
+            raise EarlyExitConfigError(f"subsampling_channels={channels}: must be >= 1")
+        pos_enc = self.embed.out[-1]
+        self.embed = NarrowConv2dSubsampling(input_size, self.output_size(), channels, pos_enc)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -27,7 +27,7 @@ IN_DIM = 20
 def make(name, **kwargs):
     ours, _, extra = BACKBONES[name]
     torch.manual_seed(0)
-    return ours(IN_DIM, **COMMON, **extra, **kwargs).eval()
+    return ours(IN_DIM, **{**COMMON, **extra, **kwargs}).eval()
 
 
 def features(lengths=(60, 48, 33), seed=0):
@@ -181,3 +181,21 @@ def test_config_dump_lists_espnet_and_exit_arguments():
     defaults = get_default_kwargs(EarlyExitConformerEncoder)
     assert defaults["exit_norm"] == "own" and defaults["exit_layers"] is None
     assert defaults["cnn_module_kernel"] == 31  # an ESPnet Conformer argument
+
+
+def test_narrow_front_end_keeps_frame_rate_and_costs_less():
+    from espnet_eexit.encoder.subsampling import NarrowConv2dSubsampling
+
+    wide = make("conformer")
+    narrow = make("conformer", subsampling_channels=8)
+    assert isinstance(narrow.embed, NarrowConv2dSubsampling)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(narrow.embed) < count(wide.embed) / 2
+    x, ilens = features()
+    with torch.no_grad():
+        outs = narrow.forward_exits(x, ilens)
+        ref = wide.forward_exits(x, ilens)
+    assert [o.hidden.shape for o in outs] == [o.hidden.shape for o in ref]
+    assert all(torch.equal(a.lengths, b.lengths) for a, b in zip(outs, ref))
+    with pytest.raises(EarlyExitConfigError, match="subsampling_channels needs input_layer: conv2d"):
+        make("conformer", subsampling_channels=8, input_layer="conv2d6")
