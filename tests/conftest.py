@@ -8,6 +8,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "recipes"))
 import espnet_eexit  # noqa: F401,E402  (registers the plugin)
 from espnet_eexit.tasks.asr import EarlyExitASRTask  # noqa: E402
 

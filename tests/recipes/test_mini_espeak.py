@@ -5,7 +5,6 @@ Runs the real recipe (``egs2/mini_espeak/asr1/run.sh`` -> ``egs2/TEMPLATE/asr1/a
 corpus with one epoch, in a temporary copy, then checks what it wrote and that decoding from different exits really computes
 different depths.
 """
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "egs2" / "mini_espeak" / "asr1"
+from recipe_helpers import REPO, copy_recipe, results_rows, run
+
 EXP = "exp/asr_eexit_conformer_mini"
 DECODE = f"{EXP}/decode_ctc_asr_model_valid.loss.ave"
 
@@ -24,29 +23,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def copy_recipe(root: Path) -> Path:
-    """A copy of the recipe in ``root`` with the repository's tools/ and TEMPLATE linked in."""
-    (root / "egs2").mkdir(parents=True)
-    (root / "tools").symlink_to(REPO / "tools")
-    (root / "egs2" / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
-    recipe = root / "egs2" / "mini_espeak" / "asr1"
-    shutil.copytree(RECIPE, recipe, symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "RESULTS.md"))
-    return recipe
-
-
-def run(recipe: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True,
-                          timeout=1200)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"run.sh {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-3000:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
 def trained_recipe(tmp_path_factory):
-    recipe = copy_recipe(tmp_path_factory.mktemp("e2e"))
+    recipe = copy_recipe(tmp_path_factory.mktemp("e2e"), "mini_espeak")
     run(recipe, "--local_data_opts", "--num_train 40 --num_dev 4 --num_test 4",
         "--asr_args", "--max_epoch 1 --batch_size 8")
     return recipe
@@ -119,12 +98,7 @@ def test_speech2text_from_two_exits_computes_two_depths(trained_recipe, monkeypa
 
 
 def test_results_table_has_a_numeric_row_per_exit_and_a_plot(trained_recipe):
-    results = (trained_recipe / "RESULTS.md").read_text()
-    for k, depth in ((2, "0.33"), (4, "0.67"), (6, "1.00")):
-        row = re.search(rf"^\| {k} \| {depth} \|(.*)\|$", results, re.M)
-        assert row, results
-        cells = [c.strip() for c in row.group(1).split("|")]
-        assert len(cells) == 4 and all(re.fullmatch(r"\d+\.\d", c) for c in cells), cells
+    results_rows((trained_recipe / "RESULTS.md").read_text(), {2: "0.33", 4: "0.67", 6: "1.00"}, 4)
     for k in (2, 4, 6):
         report = (trained_recipe / DECODE / "test" / f"exit{k}" / "score_wer" / "result.txt").read_text()
         assert "Sum/Avg" in report
@@ -158,7 +132,7 @@ def test_bad_exit_requests_fail_with_one_clear_line(trained_recipe):
 
 
 def test_unknown_option_and_missing_inputs_fail_clearly(tmp_path):
-    recipe = copy_recipe(tmp_path)
+    recipe = copy_recipe(tmp_path, "mini_espeak")
     proc = run(recipe, "--no_such_option", "1", check=False)
     assert proc.returncode != 0 and "unknown option --no_such_option" in proc.stderr
     proc = run(recipe, "--stage", "12", check=False)

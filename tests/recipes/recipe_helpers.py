@@ -1,0 +1,39 @@
+"""Run a recipe of egs2/ in a temporary copy (tools/ and egs2/TEMPLATE linked from the repo)."""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def copy_recipe(root: Path, name: str) -> Path:
+    """A copy of ``egs2/<name>/asr1`` in ``root`` with the repository's tools/ and TEMPLATE linked in."""
+    (root / "egs2").mkdir(parents=True)
+    (root / "tools").symlink_to(REPO / "tools")
+    (root / "egs2" / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
+    recipe = root / "egs2" / name / "asr1"
+    shutil.copytree(REPO / "egs2" / name / "asr1", recipe, symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "dump", "exp", "RESULTS.md"))
+    return recipe
+
+
+def run(recipe: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True,
+                          timeout=1800)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"run.sh {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
+def results_rows(results_md: str, depths: dict, columns: int):
+    """Check RESULTS.md has, per exit k, a row ``| k | k/L | numbers... |``; return the rows."""
+    rows = {}
+    for k, depth in depths.items():
+        row = re.search(rf"^\| {k} \| {depth} \|(.*)\|$", results_md, re.M)
+        assert row, results_md
+        cells = [c.strip() for c in row.group(1).split("|")]
+        assert len(cells) == columns and all(re.fullmatch(r"\d+\.\d", c) for c in cells), cells
+        rows[k] = [float(c) for c in cells]
+    return rows

@@ -1,0 +1,28 @@
+"""synth_en in tiny mode, stages 1-13 end to end (the recipe issue's CI check): TTS corpus ->
+BPE -> collect stats -> one training epoch of the 12-layer early-exit Conformer -> every exit
+decoded and scored -> RESULTS.md with one numeric row per exit and the WER plot."""
+import shutil
+
+import pytest
+
+from recipe_helpers import copy_recipe, results_rows, run
+
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("flite", "text2wave", "espeak-ng", "sox")),
+    reason="TTS engines not installed (tools/install.sh installs them)",
+)
+
+
+def test_tiny_corpus_runs_every_stage(tmp_path):
+    recipe = copy_recipe(tmp_path, "synth_en")
+    run(recipe, "--corpus_size", "tiny", "--test_sets", "test", "--inference_nj", "1",
+        "--inference_config", "conf/decode_ctc_greedy.yaml", "--asr_args", "--max_epoch 1")
+    for split, n in (("train", 160), ("dev", 20), ("test", 20)):
+        assert len((recipe / "data" / split / "text").read_text().splitlines()) == n
+    results = (recipe / "RESULTS.md").read_text()
+    depths = {2: "0.17", 4: "0.33", 6: "0.50", 8: "0.67", 10: "0.83", 12: "1.00"}
+    results_rows(results, depths, 2)  # test WER and CER per exit
+    exp = recipe / "exp" / "asr_train_asr_eexit_conformer_bpe64"
+    assert (exp / "wer_per_exit.png").read_bytes()[:4] == b"\x89PNG"
+    assert (exp / "decode_ctc_greedy_asr_model_valid.loss.ave" / "test" / "exit12" / "score_ter"
+            / "result.txt").is_file()  # BPE: token error rate too
