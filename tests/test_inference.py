@@ -1,0 +1,60 @@
+"""EarlyExitSpeech2Text: ESPnet's Speech2Text decoding from one exit with that exit's own heads."""
+import argparse
+
+import pytest
+import torch
+import yaml
+
+from conftest import SMALL_ENCODER, TOKENS
+from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.inference import EarlyExitSpeech2Text
+from espnet_eexit.tasks.asr import EarlyExitASRTask
+
+AED = dict(
+    decoder="transformer",
+    decoder_conf=dict(num_blocks=1, linear_units=32, attention_heads=2),
+    model_conf=dict(ctc_weight=0.3),
+)
+
+
+@pytest.fixture(scope="module")
+def aed_files(tmp_path_factory):
+    """config.yaml + model.pth of an untrained AED early-exit model, as asr_train writes them."""
+    out = tmp_path_factory.mktemp("aed")
+    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
+    args.update(token_list=list(TOKENS), input_size=None, frontend="default",
+                frontend_conf=dict(n_fft=128, hop_length=64, win_length=128, n_mels=16),
+                specaug=None, normalize="utterance_mvn", encoder="eexit_conformer",
+                encoder_conf=dict(SMALL_ENCODER), model="eexit", token_type="char", **AED)
+    torch.manual_seed(0)
+    model = EarlyExitASRTask.build_model(argparse.Namespace(**args))
+    (out / "config.yaml").write_text(yaml.safe_dump(args))
+    torch.save(model.state_dict(), out / "model.pth")
+    return out
+
+
+def test_aed_decodes_with_the_exit_decoder_and_ctc_head(aed_files):
+    speech = torch.randn(4000)
+    for k in (2, 4):
+        s2t = EarlyExitSpeech2Text(asr_train_config=aed_files / "config.yaml",
+                                   asr_model_file=aed_files / "model.pth", exit_layer=k,
+                                   ctc_weight=0.3, beam_size=2, maxlenratio=0.3)
+        model = s2t.asr_model
+        assert s2t.beam_search.full_scorers["decoder"] is model.decoder_for_exit(k)
+        assert s2t.beam_search.nn_dict["decoder"] is model.decoder_for_exit(k)
+        ctc_scorer = s2t.beam_search.scorers["ctc"]
+        assert ctc_scorer.ctc is model.ctc_for_exit(k)
+        used = []
+        model.decoder_for_exit(k).register_forward_hook(lambda *_: used.append("dec"))
+        for other in model.exit_layers:
+            if other != k:
+                model.decoder_for_exit(other).register_forward_hook(lambda *_: used.append("other"))
+        results = s2t(speech)
+        assert results and "dec" in used and "other" not in used and s2t.layers_computed == k
+        assert "exit_layer %d" % k in s2t.exit_summary()
+
+
+def test_exit_that_is_not_in_the_model_is_a_clear_error(aed_files):
+    with pytest.raises(EarlyExitConfigError, match=r"exit layer 3 is not an exit of this model; its exits are \[2, 4, 6\]"):
+        EarlyExitSpeech2Text(asr_train_config=aed_files / "config.yaml",
+                             asr_model_file=aed_files / "model.pth", exit_layer=3)
