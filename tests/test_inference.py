@@ -45,10 +45,11 @@ def test_aed_decodes_with_the_exit_decoder_and_ctc_head(aed_files):
         ctc_scorer = s2t.beam_search.scorers["ctc"]
         assert ctc_scorer.ctc is model.ctc_for_exit(k)
         used = []
-        model.decoder_for_exit(k).register_forward_hook(lambda *_: used.append("dec"))
+        model.decoder_for_exit(k).output_layer.register_forward_hook(lambda *_: used.append("dec"))
         for other in model.exit_layers:
             if other != k:
-                model.decoder_for_exit(other).register_forward_hook(lambda *_: used.append("other"))
+                model.decoder_for_exit(other).output_layer.register_forward_hook(
+                    lambda *_: used.append("other"))
         results = s2t(speech)
         assert results and "dec" in used and "other" not in used and s2t.layers_computed == k
         assert "exit_layer %d" % k in s2t.exit_summary()
