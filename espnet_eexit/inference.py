@@ -1,68 +1,205 @@
-"""``EarlyExitSpeech2Text``: ESPnet's ``Speech2Text`` decoding from one exit of an early-exit model.
+"""``EarlyExitSpeech2Text``: ESPnet's ``Speech2Text`` decoding from the exits of an early-exit model.
 
-The encoder runs only up to the chosen exit; ESPnet's beam search (CTC prefix scorer, attention
-decoder, LM, ...) then scores with that exit's own CTC head and decoder.
+Three ways to decode, all with ESPnet's own beam search (CTC prefix scorer, attention decoder,
+LM, ...) scoring with the chosen exit's own CTC head and decoder:
+
+* a fixed exit (``exit_layer``): the encoder runs only up to it (ESPnet's ``__call__``);
+* an exit policy (``exit_policy``, :mod:`espnet_eexit.exit_policy`): the encoder runs exit by exit
+  and each utterance stops where the policy says; batches shrink as utterances stop
+  (:meth:`EarlyExitSpeech2Text.decode_batch`);
+* every exit in one pass (:meth:`EarlyExitSpeech2Text.decode_all_exits`), with every confidence
+  measure recorded per exit, for scoring each exit and sweeping policy thresholds offline.
 """
-from typing import Optional
+import math
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
+import torch
 from espnet2.bin.asr_inference import Speech2Text
+from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 from espnet.nets.scorers.ctc import CTCPrefixScorer
 
 from espnet_eexit.errors import EarlyExitConfigError
-from espnet_eexit.model import EarlyExitASRModel
+from espnet_eexit.exit_info import format_exit_info, summarise
+from espnet_eexit.exit_policy import (
+    ExitPolicy,
+    ctc_prefix_beam_search,
+    mean_max_posterior,
+    mean_normalised_entropy,
+    nbest_posterior,
+)
+from espnet_eexit.model import EarlyExitASRModel, ExitDecision
+
+# ESPnet's n-best result: (text, tokens, token ids, Hypothesis)
+Results = List[tuple]
+
+
+class ExitConfidences(NamedTuple):
+    """Every policy's confidence measure for one utterance at one exit."""
+
+    entropy: float
+    max_posterior: float
+    nbest_posterior: float
 
 
 class EarlyExitSpeech2Text(Speech2Text):
-    """:class:`Speech2Text` with ``exit_layer``: decode from the exit after that layer.
+    """:class:`Speech2Text` that decodes from a chosen exit, under an exit policy, or from all exits.
 
     Args:
-        exit_layer: a layer of the model's ``exit_layers``; ``None`` = the last exit.
+        exit_layer: decode from the exit after this layer (one of the model's ``exit_layers``);
+            ``None`` = the last exit. Ignored when ``exit_policy`` is given.
+        exit_policy: choose the exit per utterance (:func:`espnet_eexit.exit_policy.build_exit_policy`).
+        confidence_nbest: N of the N-best posterior recorded by :meth:`decode_all_exits`.
         *args, **kwargs: as for :class:`Speech2Text`.
     """
 
-    def __init__(self, *args, exit_layer: Optional[int] = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        exit_layer: Optional[int] = None,
+        exit_policy: Optional[ExitPolicy] = None,
+        confidence_nbest: int = 8,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         model = self.asr_model
+        self.exit_policy = None
         if not isinstance(model, EarlyExitASRModel):
-            if exit_layer is not None:
+            if exit_layer is not None or exit_policy is not None:
                 raise EarlyExitConfigError(
-                    f"--exit_layer {exit_layer} needs a model trained with model: eexit "
+                    "--exit_layer/--exit_policy need a model trained with model: eexit "
                     f"(this one is {type(model).__name__})"
                 )
             self.exit_layer = None
             return
+        encoder = model.encoder
         self.exit_layer = model.exit_layers[-1] if exit_layer is None else exit_layer
-        model.encoder.check_exit_layer(self.exit_layer)
+        encoder.check_exit_layer(self.exit_layer)
+        if exit_policy is not None:
+            self.exit_policy = exit_policy.bind(model.exit_layers, encoder.num_layers)
+        self.confidence_nbest = confidence_nbest
+        self.blank_id = getattr(model, "blank_id", 0)
         model.inference_exit_layer = self.exit_layer
-        self._score_with(model.ctc, model.ctc_for_exit(self.exit_layer),
-                         model.decoder, model.decoder_for_exit(self.exit_layer))
+        # The beam search was built for the last exit's heads; point it at the exit in use.
+        self._scoring_exit = model.exit_layers[-1]
+        self.use_exit(self.exit_layer)
         # Measure (not assume) how many encoder layers each utterance really costs.
-        self.layers_computed = 0
+        self.layers_computed = 0  # layer calls x batch size, counted by hooks
         self.utterances = 0
-        for layer in model.encoder.encoders:
+        self.exit_counts: Dict[int, int] = {}
+        self._batch_size = 1
+        for layer in encoder.encoders:
             layer.register_forward_hook(self._count_layer)
 
-    def _count_layer(self, *_) -> None:
-        self.layers_computed += 1
+    def _count_layer(self, module, inputs, output) -> None:
+        hidden = inputs[0][0] if isinstance(inputs[0], tuple) else inputs[0]
+        self.layers_computed += hidden.size(0)
 
+    # ------------------------------------------------------------------ fixed exit (ESPnet API)
     def __call__(self, speech):
-        self.utterances += 1
-        return super().__call__(speech)
+        if self.exit_policy is not None:
+            if not torch.is_tensor(speech):
+                speech = torch.tensor(speech)
+            speech = speech.unsqueeze(0).to(getattr(torch, self.dtype))
+            lengths = speech.new_full([1], speech.size(1), dtype=torch.long)
+            return self.decode_batch(speech, lengths)[0][1]
+        results = super().__call__(speech)
+        self._count_exit(self.exit_layer)
+        return results
 
-    def exit_summary(self) -> str:
-        """Text for ``<output_dir>/exit_info``: the exit and the encoder layers really computed."""
-        encoder = self.asr_model.encoder
-        per_utt = self.layers_computed / max(self.utterances, 1)
-        return (
-            f"exit_layer {self.exit_layer}\n"
-            f"num_layers {encoder.num_layers}\n"
-            f"utterances {self.utterances}\n"
-            f"layers_computed_per_utterance {per_utt:.3f}\n"
-            f"relative_depth {per_utt / encoder.num_layers:.3f}\n"
+    def _count_exit(self, layer: int) -> None:
+        self.utterances += 1
+        self.exit_counts[layer] = self.exit_counts.get(layer, 0) + 1
+
+    # ------------------------------------------------------------------ policies (batched)
+    @torch.no_grad()
+    def decode_batch(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> List[Tuple[ExitDecision, Results]]:
+        """Decode a batch under ``exit_policy``: each utterance from the exit the policy picks.
+
+        Args:
+            speech: (B, S) waveforms.
+            speech_lengths: (B,)
+        Returns:
+            Per utterance, the :class:`ExitDecision` and ESPnet's n-best results from that exit.
+        """
+        if self.exit_policy is None:
+            raise EarlyExitConfigError("decode_batch needs an exit policy (exit_policy=...)")
+        speech, speech_lengths = speech.to(self.device), speech_lengths.to(self.device)
+        decisions = self.asr_model.encode_with_policy(speech, speech_lengths, self.exit_policy)
+        out = []
+        for decision in decisions:
+            self._count_exit(decision.layer)
+            out.append((decision, self._decode_from(decision.layer, decision.hidden)))
+        return out
+
+    def _decode_from(self, layer: int, hidden: torch.Tensor) -> Results:
+        """ESPnet's n-best results for one utterance's (T', D) exit output."""
+        if hidden.size(0) == 0:
+            raise TooShortUttError("has no encoder frames left after subsampling", 0, 1)
+        self.use_exit(layer)
+        return self._decode_single_sample(hidden)
+
+    # ------------------------------------------------------------------ all exits in one pass
+    @torch.no_grad()
+    def decode_all_exits(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Dict[int, List[Tuple[ExitConfidences, Results]]]:
+        """Decode every exit of a batch from one encoder pass, with every confidence measure.
+
+        Returns:
+            ``{layer: [(confidences, n-best results) per utterance]}``.
+        """
+        model = self.asr_model
+        speech, speech_lengths = speech.to(self.device), speech_lengths.to(self.device)
+        results: Dict[int, List[Tuple[ExitConfidences, Results]]] = {}
+        for out in model.encode_exits(speech, speech_lengths):
+            head = model.ctc_for_exit(out.layer)
+            log_probs = head.log_softmax(out.hidden) if head is not None else None
+            per_utt = []
+            for b in range(out.hidden.size(0)):
+                n = int(out.lengths[b])
+                confidences = self.confidences(log_probs[b, :n] if log_probs is not None else None)
+                per_utt.append((confidences, self._decode_from(out.layer, out.hidden[b, :n])))
+            results[out.layer] = per_utt
+        self.utterances += speech.size(0)
+        return results
+
+    def confidences(self, log_probs: Optional[torch.Tensor]) -> ExitConfidences:
+        """Every confidence measure of one utterance's (T', V) CTC log-posteriors."""
+        if log_probs is None or log_probs.size(0) == 0:
+            return ExitConfidences(math.nan, math.nan, math.nan)
+        lengths = torch.tensor([log_probs.size(0)])
+        hyps = ctc_prefix_beam_search(log_probs, self.confidence_nbest, blank=self.blank_id)
+        return ExitConfidences(
+            entropy=float(mean_normalised_entropy(log_probs[None], lengths)[0]),
+            max_posterior=float(mean_max_posterior(log_probs[None], lengths)[0]),
+            nbest_posterior=nbest_posterior([score for _, score in hyps]),
         )
 
+    # ------------------------------------------------------------------ bookkeeping
+    def exit_summary(self) -> str:
+        """Text for ``<output_dir>/exit_info`` (:mod:`espnet_eexit.exit_info`)."""
+        info = summarise(
+            self.asr_model.encoder.num_layers,
+            self.utterances,
+            self.layers_computed,
+            exit_layer=self.exit_layer,
+            policy=None if self.exit_policy is None else self.exit_policy.describe(),
+            exit_counts=self.exit_counts,
+        )
+        return format_exit_info(info)
+
+    def use_exit(self, layer: int) -> None:
+        """Point the beam search's scorers (CTC prefix scorer, decoder) at exit ``layer``'s heads."""
+        if layer == self._scoring_exit:
+            return
+        model = self.asr_model
+        self._score_with(model.ctc_for_exit(self._scoring_exit), model.ctc_for_exit(layer),
+                         model.decoder_for_exit(self._scoring_exit), model.decoder_for_exit(layer))
+        self._scoring_exit = layer
+
     def _score_with(self, old_ctc, new_ctc, old_decoder, new_decoder) -> None:
-        """Point the beam search's scorers (built for the last exit) at another exit's heads."""
         search = self.beam_search
         if search is None:
             return

@@ -19,6 +19,7 @@ names as a single-exit model, so an ESPnet checkpoint initialises the last exit)
 other exits live in ``exit_ctcs`` / ``exit_decoders``, keyed by layer number.
 """
 import copy
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -30,9 +31,25 @@ from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 
 from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, ExitOutput
 from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.exit_policy import ExitPoint, ExitPolicy, Stopwatch
 from espnet_eexit.signature import merged_signature
 
 EXIT_LOSS_WEIGHT_MODES = ("sum", "mean")
+
+
+@dataclass
+class ExitDecision:
+    """Where one utterance left the encoder under an exit policy.
+
+    Attributes:
+        layer: the exit's layer; layers above it were not computed for this utterance.
+        confidence: the policy's value at that exit (NaN for ``fixed``/``budget``).
+        hidden: (T', D) encoder output at that exit (valid frames only).
+    """
+
+    layer: int
+    confidence: float
+    hidden: torch.Tensor
 
 
 def resolve_exit_loss_weights(
@@ -218,6 +235,63 @@ class EarlyExitASRModel(ESPnetASRModel):
         hidden, lengths, _ = self.encoder(feats, lengths, max_exit_layer=self.inference_exit_layer)
         out = self._post_encode(ExitOutput(-1, hidden, lengths))
         return out.hidden, out.lengths
+
+    @torch.no_grad()
+    def encode_with_policy(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor, policy: ExitPolicy
+    ) -> List[ExitDecision]:
+        """Run the encoder exit by exit; each utterance stops where ``policy`` says.
+
+        Utterances that stop drop out of the batch (:meth:`EncoderState.select`), so the layers
+        above an utterance's exit are never computed for it; the batch ends when all have stopped.
+
+        Args:
+            speech: (B, S) waveforms (or (B, T, D) features).
+            speech_lengths: (B,)
+            policy: a bound :class:`ExitPolicy`.
+        Returns:
+            One :class:`ExitDecision` per utterance, in batch order.
+        """
+        clock = Stopwatch()
+        feats, lengths = self.encoder_input(speech, speech_lengths)
+        encoder = self.encoder
+        state = encoder.start(feats, lengths)
+        running = torch.arange(feats.size(0))  # batch positions still in the encoder
+        decisions: List[Optional[ExitDecision]] = [None] * feats.size(0)
+        for i, layer in enumerate(self.exit_layers):
+            state = encoder.advance(state, layer)
+            out = self._post_encode(encoder.exit_output(state))
+            is_last = i == len(self.exit_layers) - 1
+            log_probs = None
+            if getattr(policy, "needs_posteriors", True):
+                head = self.ctc_for_exit(layer)
+                if head is None:
+                    raise EarlyExitConfigError(
+                        f"exit policy '{policy.name}' reads CTC posteriors, but this model has "
+                        "no CTC head (ctc_weight 0): use --exit_policy fixed or budget"
+                    )
+                log_probs = head.log_softmax(out.hidden)
+            point = ExitPoint(
+                layer=layer,
+                next_layer=None if is_last else self.exit_layers[i + 1],
+                num_layers=encoder.num_layers,
+                log_probs=log_probs,
+                lengths=out.lengths,
+                elapsed_s=clock.elapsed(),
+            )
+            stop, confidence = policy.decide(point)
+            if is_last:
+                stop = torch.ones_like(stop)
+            for j in torch.nonzero(stop).flatten().tolist():
+                decisions[int(running[j])] = ExitDecision(
+                    layer, float(confidence[j]), out.hidden[j, : int(out.lengths[j])]
+                )
+            keep = torch.nonzero(~stop).flatten()
+            if keep.numel() == 0:
+                break
+            state = state.select(keep.to(out.lengths.device))
+            running = running[keep]
+        return decisions  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ losses
     def _exit_ctc_loss(self, head, out: ExitOutput, text, text_lengths):

@@ -1,25 +1,46 @@
-"""ESPnet's ``asr_inference`` for early-exit models, plus ``--exit_layer``.
+"""ESPnet's ``asr_inference`` for early-exit models: a fixed exit, an exit policy, or every exit.
 
+    # fixed exit: only layers 1..4 run (ESPnet's own inference loop)
     python -m espnet_eexit.bin.asr_inference --exit_layer 4 \
         --asr_train_config exp/asr/config.yaml --asr_model_file exp/asr/valid.loss.best.pth \
-        --data_path_and_name_and_type dump/raw/test/wav.scp,speech,sound --output_dir out ...
+        --data_path_and_name_and_type dump/raw/test/wav.scp,speech,sound --output_dir out
+    # dynamic exit: each utterance stops at the first exit whose confidence passes the threshold
+    python -m espnet_eexit.bin.asr_inference --exit_policy entropy --exit_threshold 0.2 ...
+    # every exit from one encoder pass, with every confidence measure (scoring, threshold sweeps)
+    python -m espnet_eexit.bin.asr_inference --all_exits true ...
 
-Every option of ``espnet2.bin.asr_inference`` works; the output layout is ESPnet's
-(``<output_dir>/1best_recog/{text,token,token_int,score}``), plus ``<output_dir>/exit_info`` (the
-exit and the encoder layers really computed per utterance, counted with hooks). With ``--exit_layer k`` only the
-encoder layers up to k are computed and exit k's own CTC head / decoder score the hypotheses.
+Every option of ``espnet2.bin.asr_inference`` works. Outputs (ESPnet's layout):
+
+* fixed exit / policy: ``<output_dir>/1best_recog/{text,token,token_int,score}``, plus
+  ``<output_dir>/exit_info`` (:mod:`espnet_eexit.exit_info`: exits used, encoder layers really
+  computed per utterance, counted with hooks, share saved) and, for a policy,
+  ``<output_dir>/exit`` (``utt layer confidence`` per utterance).
+* ``--all_exits``: ``<output_dir>/exit<k>/1best_recog/...`` for every exit k and
+  ``<output_dir>/exit<k>/confidence`` (``utt entropy max_posterior nbest_posterior``).
+
+With a policy or ``--all_exits``, ``--batch_size`` may exceed 1: utterances that exit drop out of
+the batch and the rest go on.
 """
 import contextlib
 import logging
+import math
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
 import espnet_eexit  # noqa: F401  (registers our classes)
+import torch
 from espnet2.bin import asr_inference as espnet_asr_inference
-from espnet2.utils.types import int_or_none
+from espnet2.fileio.datadir_writer import DatadirWriter
+from espnet2.tasks.asr import ASRTask
+from espnet2.utils import config_argparse  # noqa: F401
+from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_none
+from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_eexit.bin.cli import run_main
+from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.exit_policy import EXIT_POLICIES, build_exit_policy
 from espnet_eexit.inference import EarlyExitSpeech2Text
 
 
@@ -32,6 +53,40 @@ def get_parser():
         default=None,
         help="Decode from the exit after this encoder layer (one of the model's exit_layers); "
         "layers above it are not computed. Default: the last exit.",
+    )
+    group.add_argument(
+        "--exit_policy",
+        type=str_or_none,
+        default=None,
+        help=f"Choose the exit per utterance: one of {sorted(EXIT_POLICIES)} "
+        "(see espnet_eexit.exit_policy). Default: none (a fixed exit, --exit_layer).",
+    )
+    group.add_argument(
+        "--exit_threshold",
+        type=float_or_none,
+        default=None,
+        help="Threshold of the policy: entropy stops when the normalised entropy <= it; "
+        "max_posterior and nbest_posterior when the confidence >= it (all in [0, 1]); "
+        "budget: the relative encoder depth allowed, in (0, 1].",
+    )
+    group.add_argument(
+        "--exit_nbest",
+        type=int,
+        default=8,
+        help="N of the N-best list of nbest_posterior (and of the confidence --all_exits records).",
+    )
+    group.add_argument(
+        "--exit_budget_ms",
+        type=float_or_none,
+        default=None,
+        help="budget policy: encoder wall-time budget per batch in ms (instead of --exit_threshold).",
+    )
+    group.add_argument(
+        "--all_exits",
+        type=str2bool,
+        default=False,
+        help="Decode every exit from one encoder pass into <output_dir>/exit<k>/ and record every "
+        "confidence measure per exit.",
     )
     return parser
 
@@ -48,24 +103,145 @@ def _speech2text_class(cls):
         espnet_asr_inference.Speech2Text = original
 
 
+# Options of ESPnet's inference() that Speech2Text does not take (the loop's own).
+_LOOP_OPTIONS = ("output_dir", "seed", "num_workers", "log_level", "data_path_and_name_and_type",
+                 "key_file", "allow_variable_data_keys", "ngpu", "model_tag",
+                 "word_lm_train_config", "word_lm_file")
+
+
+def _write_nbest(writer: DatadirWriter, key: str, results, nbest: int) -> None:
+    """ESPnet's n-best layout: ``<n>best_recog/{token,token_int,score,text}``."""
+    for n, (text, token, token_int, hyp) in zip(range(1, nbest + 1), results):
+        best = writer[f"{n}best_recog"]
+        best["token"][key] = " ".join(token)
+        best["token_int"][key] = " ".join(map(str, token_int))
+        best["score"][key] = str(float(hyp.score))
+        if text is not None:
+            best["text"][key] = text
+
+
+def _empty_results(nbest: int):
+    from espnet.nets.beam_search import Hypothesis
+
+    return [[" ", ["<space>"], [2], Hypothesis(score=0.0, scores={}, states={}, yseq=[])]] * nbest
+
+
+def _fmt(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4f}"
+
+
+def _own_loop(args, speech2text: EarlyExitSpeech2Text) -> None:
+    """Batched decoding under an exit policy, or of every exit: ESPnet's data loader and writer."""
+    loader = ASRTask.build_streaming_iterator(
+        args.data_path_and_name_and_type,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        key_file=args.key_file,
+        num_workers=args.num_workers,
+        preprocess_fn=ASRTask.build_preprocess_fn(speech2text.asr_train_args, False),
+        collate_fn=ASRTask.build_collate_fn(speech2text.asr_train_args, False),
+        allow_variable_data_keys=args.allow_variable_data_keys,
+        inference=True,
+    )
+    out = Path(args.output_dir)
+    layers = speech2text.asr_model.exit_layers
+    writers = ({k: DatadirWriter(out / f"exit{k}") for k in layers} if args.all_exits
+               else {None: DatadirWriter(out)})
+    done, total_keys, started = 0, None, time.perf_counter()
+    if args.key_file:
+        total_keys = sum(1 for line in open(args.key_file) if line.strip())
+    with contextlib.ExitStack() as stack:
+        for w in writers.values():
+            stack.enter_context(w)
+        for keys, batch in loader:
+            speech, lengths = batch["speech"], batch["speech_lengths"]
+            try:
+                if args.all_exits:
+                    for k, per_utt in speech2text.decode_all_exits(speech, lengths).items():
+                        for key, (conf, results) in zip(keys, per_utt):
+                            _write_nbest(writers[k], key, results, args.nbest)
+                            writers[k]["confidence"][key] = " ".join(_fmt(v) for v in conf)
+                else:
+                    for key, (decision, results) in zip(keys, speech2text.decode_batch(speech, lengths)):
+                        _write_nbest(writers[None], key, results, args.nbest)
+                        writers[None]["exit"][key] = f"{decision.layer} {_fmt(decision.confidence)}"
+            except TooShortUttError as e:
+                # as ESPnet does: an empty result, and the run goes on
+                logging.warning(f"Utterance {keys} {e}")
+                for key in keys:
+                    for k, w in writers.items():
+                        _write_nbest(w, key, _empty_results(args.nbest), args.nbest)
+                        if args.all_exits:
+                            w["confidence"][key] = "- - -"
+                        else:
+                            w["exit"][key] = f"{layers[0]} -"
+            done += len(keys)
+            if done % 50 < len(keys) or done == total_keys:
+                logging.info(
+                    f"decoded {done}{'/' + str(total_keys) if total_keys else ''} utterances "
+                    f"({time.perf_counter() - started:.0f} s)"
+                )
+
+
 def _inference(cmd: Optional[List[str]]) -> None:
     print(" ".join(sys.argv if cmd is None else ["asr_inference.py"] + cmd), file=sys.stderr)
     args = get_parser().parse_args(cmd)
-    kwargs = vars(args)
+    kwargs = vars(args).copy()
     kwargs.pop("config", None)
     exit_layer = kwargs.pop("exit_layer")
+    policy_name = kwargs.pop("exit_policy")
+    threshold = kwargs.pop("exit_threshold")
+    nbest_conf = kwargs.pop("exit_nbest")
+    budget_ms = kwargs.pop("exit_budget_ms")
+    all_exits = kwargs.pop("all_exits")
 
-    built = []
+    policy = None
+    if policy_name is not None:
+        if all_exits:
+            raise EarlyExitConfigError("--all_exits decodes every exit: it takes no --exit_policy")
+        policy = build_exit_policy(policy_name, threshold=threshold, exit_layer=exit_layer,
+                                   nbest=nbest_conf, budget_ms=budget_ms)
+        exit_layer = None
+    elif threshold is not None or budget_ms is not None:
+        raise EarlyExitConfigError("--exit_threshold/--exit_budget_ms need --exit_policy")
+    if all_exits and exit_layer is not None:
+        raise EarlyExitConfigError("--all_exits decodes every exit: it takes no --exit_layer")
 
-    class _Speech2Text(EarlyExitSpeech2Text):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, exit_layer=exit_layer, **kw)
-            built.append(self)
+    if policy is None and not all_exits:
+        built = []
 
-    with _speech2text_class(_Speech2Text):
-        espnet_asr_inference.inference(**kwargs)
-    if built and built[0].exit_layer is not None:
-        summary = built[0].exit_summary()
+        class _Speech2Text(EarlyExitSpeech2Text):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, exit_layer=exit_layer, **kw)
+                built.append(self)
+
+        with _speech2text_class(_Speech2Text):
+            espnet_asr_inference.inference(**kwargs)
+        speech2text = built[0] if built else None
+    else:
+        logging.basicConfig(
+            level=args.log_level,
+            format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+        )
+        if args.ngpu > 1:
+            raise EarlyExitConfigError("only --ngpu 0 or 1 is supported")
+        torch.manual_seed(args.seed)
+        s2t_kwargs = {k: v for k, v in kwargs.items() if k not in _LOOP_OPTIONS}
+        s2t_kwargs["device"] = "cuda" if args.ngpu >= 1 else "cpu"
+        if args.model_tag is not None:
+            raise EarlyExitConfigError("give --asr_train_config/--asr_model_file, not --model_tag")
+        if args.word_lm_train_config is not None:
+            raise EarlyExitConfigError("word LMs are not supported (nor by ESPnet's inference)")
+        speech2text = EarlyExitSpeech2Text(
+            exit_policy=policy, confidence_nbest=nbest_conf, **s2t_kwargs
+        )
+        if speech2text.exit_layer is None:
+            raise EarlyExitConfigError(
+                "--exit_policy/--all_exits need a model trained with model: eexit"
+            )
+        _own_loop(args, speech2text)
+    if speech2text is not None and speech2text.exit_layer is not None and not all_exits:
+        summary = speech2text.exit_summary()
         Path(args.output_dir, "exit_info").write_text(summary)
         logging.info("exit summary: %s", summary.replace("\n", "; "))
 

@@ -1,0 +1,376 @@
+"""Exit policies: at which exit an utterance stops.
+
+At every exit of the encoder (shallow first) a policy looks at that exit's CTC posteriors and
+decides, per utterance, whether to stop there; utterances that stop drop out of the batch and the
+layers above are never computed for them. The last exit always stops.
+
+=================  ===================================================  ===================
+name               confidence at an exit (per utterance)                stops when
+=================  ===================================================  ===================
+``fixed``          none (``exit_layer`` chosen in advance)              at ``exit_layer``
+``entropy``        mean over frames of H(p_t) / log V, in [0, 1]        value <= threshold
+``max_posterior``  mean over frames of max_v p_t(v), in [1/V, 1]        value >= threshold
+``nbest_posterior`` posterior of the best of the N-best CTC prefix-beam  value >= threshold
+                   hypotheses: softmax over their log-probabilities
+``budget``         none; the deepest exit that fits a compute budget     relative depth or ms
+=================  ===================================================  ===================
+
+The ``oracle`` exit (needs references) is an analysis tool: see :mod:`espnet_eexit.exit_sweep`.
+"""
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Type
+
+import torch
+
+from espnet_eexit.errors import EarlyExitConfigError
+
+
+@dataclass
+class ExitPoint:
+    """What a policy sees at one exit.
+
+    Attributes:
+        layer: the exit's layer (1-based).
+        next_layer: the next exit's layer, ``None`` at the last exit.
+        num_layers: L, the encoder's number of layers.
+        log_probs: (B, T', V) the exit's CTC log-posteriors (for the utterances still running);
+            None for policies that do not read them (``needs_posteriors = False``).
+        lengths: (B,) valid frames.
+        elapsed_s: encoder wall time so far for this batch (front end + layers up to ``layer``).
+    """
+
+    layer: int
+    next_layer: Optional[int]
+    num_layers: int
+    log_probs: Optional[torch.Tensor]
+    lengths: torch.Tensor
+    elapsed_s: float = 0.0
+
+
+def _frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def _masked_frame_mean(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T) per-frame values -> (B,) mean over each utterance's valid frames."""
+    mask = _frame_mask(lengths, values.size(1)).to(values.dtype)
+    return (values * mask).sum(1) / lengths.clamp(min=1).to(values.dtype)
+
+
+def mean_normalised_entropy(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean per-frame entropy divided by log V: 0 = one-hot frames, 1 = uniform frames.
+
+    Args:
+        log_probs: (B, T, V) log-posteriors.
+        lengths: (B,) valid frames.
+    Returns:
+        (B,) values in [0, 1].
+    """
+    vocab = log_probs.size(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T); 0 * -inf is avoided by log_softmax
+    return _masked_frame_mean(entropy, lengths) / math.log(vocab)
+
+
+def mean_max_posterior(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean over frames of the largest frame posterior. (B, T, V), (B,) -> (B,) in [1/V, 1]."""
+    return _masked_frame_mean(log_probs.max(-1).values.exp(), lengths)
+
+
+def ctc_prefix_beam_search(
+    log_probs: torch.Tensor, beam: int, blank: int = 0, token_beam: Optional[int] = None
+) -> List[Tuple[Tuple[int, ...], float]]:
+    """N-best label sequences of one utterance under CTC, with their log-probabilities.
+
+    The standard prefix beam search: every prefix keeps the probability of its paths ending in
+    blank and in its last label, so different alignments of one label sequence are summed. At each
+    frame only the ``token_beam`` most likely labels are tried (default: ``beam``).
+
+    Args:
+        log_probs: (T, V) log-posteriors of one utterance (valid frames only).
+        beam: number of prefixes kept (N).
+        blank: index of the blank label.
+    Returns:
+        Up to ``beam`` ``(labels, log_prob)`` pairs, best first.
+    """
+    token_beam = beam if token_beam is None else token_beam
+    lp = log_probs.detach().double().cpu()
+    neg_inf = float("-inf")
+    # prefix -> (log P(prefix, path ends in blank), log P(prefix, path ends in its last label))
+    beams: Dict[Tuple[int, ...], Tuple[float, float]] = {(): (0.0, neg_inf)}
+    top_values, top_labels = lp.topk(min(token_beam, lp.size(1)), dim=-1)
+    for t in range(lp.size(0)):
+        p_blank = float(lp[t, blank])
+        candidates = [(int(c), float(v)) for c, v in zip(top_labels[t], top_values[t]) if c != blank]
+        new: Dict[Tuple[int, ...], List[float]] = {}
+
+        def add(prefix, blank_lp, label_lp):
+            old = new.get(prefix)
+            if old is None:
+                new[prefix] = [blank_lp, label_lp]
+            else:
+                old[0] = _logaddexp(old[0], blank_lp)
+                old[1] = _logaddexp(old[1], label_lp)
+
+        for prefix, (pb, pnb) in beams.items():
+            total = _logaddexp(pb, pnb)
+            add(prefix, total + p_blank, neg_inf)  # stay: emit blank
+            if prefix:  # stay: repeat the last label (collapses)
+                last_lp = float(lp[t, prefix[-1]])
+                add(prefix, neg_inf, pnb + last_lp)
+            for c, c_lp in candidates:
+                extended = prefix + (c,)
+                if prefix and c == prefix[-1]:
+                    # a repeated label is a new one only after a blank
+                    add(extended, neg_inf, pb + c_lp)
+                else:
+                    add(extended, neg_inf, total + c_lp)
+        ranked = sorted(new.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[:beam]
+        beams = {prefix: (v[0], v[1]) for prefix, v in ranked}
+    return sorted(((p, _logaddexp(*v)) for p, v in beams.items()), key=lambda x: x[1], reverse=True)
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == float("-inf"):
+        return b
+    if b == float("-inf"):
+        return a
+    m = max(a, b)
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+def nbest_posterior(scores: Sequence[float]) -> float:
+    """Posterior of the best hypothesis among the N-best: softmax over their log-probabilities."""
+    if len(scores) == 0:
+        raise ValueError("nbest_posterior needs at least one hypothesis score")
+    return float(torch.softmax(torch.tensor(list(scores), dtype=torch.float64), 0).max())
+
+
+class ExitPolicy(ABC):
+    """Decides, at each exit, which utterances stop there."""
+
+    name: str = ""
+    #: whether :meth:`decide` reads ``ExitPoint.log_probs`` (else the CTC heads are not run)
+    needs_posteriors: bool = True
+    #: threshold range (inclusive) and whether larger values mean "more confident"
+    threshold_range: Tuple[float, float] = (0.0, 1.0)
+
+    def __init__(self, threshold: Optional[float] = None):
+        self.threshold = threshold
+
+    def bind(self, exit_layers: Sequence[int], num_layers: int) -> "ExitPolicy":
+        """Check the policy against a model's exits (raises :class:`EarlyExitConfigError`)."""
+        return self
+
+    @abstractmethod
+    def decide(self, point: ExitPoint) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(stop, confidence)``: (B,) bool and (B,) float (NaN when not applicable)."""
+
+    def describe(self) -> str:
+        return self.name if self.threshold is None else f"{self.name} threshold={self.threshold:g}"
+
+    def _check_threshold(self) -> float:
+        low, high = self.threshold_range
+        if self.threshold is None:
+            raise EarlyExitConfigError(
+                f"exit policy '{self.name}' needs --exit_threshold (a value in [{low:g}, {high:g}])"
+            )
+        t = float(self.threshold)
+        if not (low <= t <= high) or math.isnan(t):
+            raise EarlyExitConfigError(
+                f"--exit_threshold {self.threshold}: out of range for policy '{self.name}' "
+                f"(expected a value in [{low:g}, {high:g}])"
+            )
+        return t
+
+
+def _no_confidence(point: ExitPoint) -> torch.Tensor:
+    return torch.full((point.lengths.size(0),), float("nan"))
+
+
+class FixedExit(ExitPolicy):
+    """Every utterance stops at ``exit_layer`` (a static budget)."""
+
+    name = "fixed"
+    needs_posteriors = False
+
+    def __init__(self, exit_layer: Optional[int] = None):
+        super().__init__(None)
+        self.exit_layer = exit_layer
+
+    def bind(self, exit_layers, num_layers):
+        if self.exit_layer is None:
+            self.exit_layer = exit_layers[-1]
+        if self.exit_layer not in exit_layers:
+            raise EarlyExitConfigError(
+                f"--exit_layer {self.exit_layer} is not an exit of this model; "
+                f"its exits are {list(exit_layers)}"
+            )
+        return self
+
+    def decide(self, point):
+        stop = torch.full((point.lengths.size(0),), point.layer >= self.exit_layer)
+        return stop, _no_confidence(point)
+
+    def describe(self):
+        return f"fixed exit_layer={self.exit_layer}"
+
+
+class EntropyExit(ExitPolicy):
+    """Stop when the mean normalised frame entropy of the exit's posteriors <= threshold."""
+
+    name = "entropy"
+
+    def bind(self, exit_layers, num_layers):
+        self._check_threshold()
+        return self
+
+    def decide(self, point):
+        value = mean_normalised_entropy(point.log_probs, point.lengths)
+        return value <= self.threshold, value
+
+
+class MaxPosteriorExit(ExitPolicy):
+    """Stop when the mean over frames of the largest frame posterior >= threshold."""
+
+    name = "max_posterior"
+
+    def bind(self, exit_layers, num_layers):
+        self._check_threshold()
+        return self
+
+    def decide(self, point):
+        value = mean_max_posterior(point.log_probs, point.lengths)
+        return value >= self.threshold, value
+
+
+class NBestPosteriorExit(ExitPolicy):
+    """The paper's sentence confidence: the best hypothesis' share of the N-best probability mass.
+
+    Args:
+        threshold: stop when the best hypothesis' posterior >= threshold.
+        nbest: N, the prefix beam width (>= 2; with N = 1 the posterior is always 1).
+        blank: blank index of the CTC head.
+    """
+
+    name = "nbest_posterior"
+
+    def __init__(self, threshold: Optional[float] = None, nbest: int = 8, blank: int = 0):
+        super().__init__(threshold)
+        self.nbest = nbest
+        self.blank = blank
+
+    def bind(self, exit_layers, num_layers):
+        self._check_threshold()
+        if not isinstance(self.nbest, int) or self.nbest < 2:
+            raise EarlyExitConfigError(
+                f"--exit_nbest {self.nbest}: must be an integer >= 2 (with N = 1 the best "
+                "hypothesis' posterior is always 1 and every utterance would stop at the first exit)"
+            )
+        return self
+
+    def decide(self, point):
+        values = []
+        for lp, length in zip(point.log_probs, point.lengths):
+            hyps = ctc_prefix_beam_search(lp[: int(length)], self.nbest, blank=self.blank)
+            values.append(nbest_posterior([score for _, score in hyps]))
+        value = torch.tensor(values, dtype=torch.float32)
+        return value >= self.threshold, value
+
+    def describe(self):
+        return f"{super().describe()} nbest={self.nbest}"
+
+
+class BudgetExit(ExitPolicy):
+    """The deepest exit that fits a per-utterance compute budget.
+
+    Args:
+        threshold: the budget as relative encoder depth in (0, 1]: stop at the deepest exit k
+            with k / L <= budget (the first exit if none fits).
+        budget_ms: instead, a wall-time budget for the encoder in milliseconds: stop before the
+            next exit when the time measured so far plus the measured time per layer times the
+            layers to the next exit would exceed it (decided per batch, as the batch shares time).
+    """
+
+    name = "budget"
+    needs_posteriors = False
+    threshold_range = (1e-9, 1.0)
+
+    def __init__(self, threshold: Optional[float] = None, budget_ms: Optional[float] = None):
+        super().__init__(threshold)
+        self.budget_ms = budget_ms
+
+    def bind(self, exit_layers, num_layers):
+        if (self.threshold is None) == (self.budget_ms is None):
+            raise EarlyExitConfigError(
+                "exit policy 'budget' needs exactly one of --exit_threshold (relative depth in "
+                "(0, 1]) or --exit_budget_ms (milliseconds > 0)"
+            )
+        if self.threshold is not None:
+            self._check_threshold()
+        elif not self.budget_ms > 0:
+            raise EarlyExitConfigError(f"--exit_budget_ms {self.budget_ms}: must be > 0")
+        return self
+
+    def decide(self, point):
+        batch = point.lengths.size(0)
+        if point.next_layer is None:
+            fits_next = False
+        elif self.threshold is not None:
+            fits_next = point.next_layer / point.num_layers <= self.threshold + 1e-9
+        else:
+            per_layer = point.elapsed_s / point.layer
+            projected = point.elapsed_s + per_layer * (point.next_layer - point.layer)
+            fits_next = projected * 1000.0 <= self.budget_ms
+        return torch.full((batch,), not fits_next), _no_confidence(point)
+
+    def describe(self):
+        if self.budget_ms is not None:
+            return f"budget {self.budget_ms:g} ms"
+        return f"budget relative_depth={self.threshold:g}"
+
+
+EXIT_POLICIES: Dict[str, Type[ExitPolicy]] = {
+    cls.name: cls for cls in (FixedExit, EntropyExit, MaxPosteriorExit, NBestPosteriorExit, BudgetExit)
+}
+
+#: policies whose confidence can be recorded at every exit and thresholded afterwards (sweep)
+CONFIDENCE_POLICIES = ("entropy", "max_posterior", "nbest_posterior")
+
+
+def build_exit_policy(
+    name: str,
+    threshold: Optional[float] = None,
+    exit_layer: Optional[int] = None,
+    nbest: int = 8,
+    budget_ms: Optional[float] = None,
+    blank: int = 0,
+) -> ExitPolicy:
+    """Build a policy by its registered name (see :data:`EXIT_POLICIES`)."""
+    if name not in EXIT_POLICIES:
+        raise EarlyExitConfigError(
+            f"unknown exit policy {name!r}; choose one of {sorted(EXIT_POLICIES)}"
+        )
+    if name != "fixed" and exit_layer is not None:
+        raise EarlyExitConfigError(f"--exit_layer is only for --exit_policy fixed (got {name!r})")
+    if name == "fixed":
+        if threshold is not None:
+            raise EarlyExitConfigError("--exit_policy fixed takes --exit_layer, not --exit_threshold")
+        return FixedExit(exit_layer)
+    if name == "nbest_posterior":
+        return NBestPosteriorExit(threshold, nbest=nbest, blank=blank)
+    if name == "budget":
+        return BudgetExit(threshold, budget_ms=budget_ms)
+    return EXIT_POLICIES[name](threshold)
+
+
+class Stopwatch:
+    """Wall time since construction, in seconds (the budget policy's clock)."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start

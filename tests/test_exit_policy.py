@@ -1,0 +1,262 @@
+"""Exit policies: the confidence maths, stopping behaviour, batch drop-out and bad values."""
+import argparse
+import itertools
+import math
+
+import pytest
+import torch
+import yaml
+
+from conftest import SMALL_ENCODER, TOKENS
+from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.exit_policy import (
+    EXIT_POLICIES,
+    ExitPoint,
+    build_exit_policy,
+    ctc_prefix_beam_search,
+    mean_max_posterior,
+    mean_normalised_entropy,
+    nbest_posterior,
+)
+from espnet_eexit.inference import EarlyExitSpeech2Text
+from espnet_eexit.tasks.asr import EarlyExitASRTask
+
+
+# ---------------------------------------------------------------------------- confidence maths
+def test_entropy_is_one_for_uniform_and_zero_for_one_hot_frames():
+    vocab, frames = 9, 5
+    uniform = torch.full((1, frames, vocab), -math.log(vocab))
+    logits = torch.full((1, frames, vocab), -1e4)
+    logits[..., 3] = 0.0
+    one_hot = logits.log_softmax(-1)
+    lengths = torch.tensor([frames])
+    assert mean_normalised_entropy(uniform, lengths).item() == pytest.approx(1.0, abs=1e-6)
+    assert mean_normalised_entropy(one_hot, lengths).item() == pytest.approx(0.0, abs=1e-6)
+    assert mean_max_posterior(uniform, lengths).item() == pytest.approx(1 / vocab, abs=1e-6)
+    assert mean_max_posterior(one_hot, lengths).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_padded_frames_do_not_count():
+    vocab = 4
+    x = torch.full((2, 6, vocab), -math.log(vocab))  # uniform everywhere ...
+    x[0, :3] = torch.tensor([0.0, -1e4, -1e4, -1e4]).log_softmax(-1)  # ... but utt 0's 3 valid frames one-hot
+    values = mean_normalised_entropy(x, torch.tensor([3, 6]))
+    assert values[0].item() == pytest.approx(0.0, abs=1e-6)
+    assert values[1].item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_nbest_posterior_of_a_known_score_list():
+    assert nbest_posterior([math.log(0.3), math.log(0.1), math.log(0.1)]) == pytest.approx(0.6)
+    assert nbest_posterior([0.0]) == pytest.approx(1.0)
+    assert nbest_posterior([-1.0, -1.0]) == pytest.approx(0.5)
+
+
+def _brute_force_ctc(log_probs: torch.Tensor, blank: int = 0):
+    """Every label sequence's probability by summing all V^T alignment paths."""
+    probs = log_probs.exp().double()
+    totals = {}
+    for path in itertools.product(range(probs.size(1)), repeat=probs.size(0)):
+        p = float(torch.prod(probs[torch.arange(len(path)), torch.tensor(path)]))
+        labels, prev = [], None
+        for s in path:
+            if s != prev and s != blank:
+                labels.append(s)
+            prev = s
+        totals[tuple(labels)] = totals.get(tuple(labels), 0.0) + p
+    return sorted(totals.items(), key=lambda kv: kv[1], reverse=True)
+
+
+def test_prefix_beam_search_equals_summing_every_alignment():
+    torch.manual_seed(3)
+    log_probs = torch.randn(5, 3, dtype=torch.float64).mul(2).log_softmax(-1)
+    exact = _brute_force_ctc(log_probs)
+    found = ctc_prefix_beam_search(log_probs, beam=len(exact), token_beam=3)
+    assert [labels for labels, _ in found[:6]] == [labels for labels, _ in exact[:6]]
+    for (_, score), (_, p) in zip(found[:6], exact[:6]):
+        assert math.exp(score) == pytest.approx(p, rel=1e-9)
+    # a repeated label needs a blank between its copies: (1, 1) exists only via 1 <b> 1
+    assert dict(found)[(1, 1)] == pytest.approx(math.log(dict(exact)[(1, 1)]), rel=1e-9)
+
+
+# ---------------------------------------------------------------------------- bad values
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(name="entropy", threshold=1.5), r"--exit_threshold 1.5: out of range for policy 'entropy' \(expected a value in \[0, 1\]\)"),
+        (dict(name="max_posterior", threshold=-0.1), r"out of range for policy 'max_posterior'"),
+        (dict(name="nbest_posterior"), r"policy 'nbest_posterior' needs --exit_threshold"),
+        (dict(name="nbest_posterior", threshold=0.9, nbest=1), r"--exit_nbest 1: must be an integer >= 2"),
+        (dict(name="budget"), r"needs exactly one of --exit_threshold .* or --exit_budget_ms"),
+        (dict(name="budget", threshold=0.5, budget_ms=10.0), r"needs exactly one of"),
+        (dict(name="budget", threshold=0.0), r"out of range for policy 'budget'"),
+        (dict(name="budget", budget_ms=-3.0), r"--exit_budget_ms -3.0: must be > 0"),
+        (dict(name="fixed", exit_layer=3), r"--exit_layer 3 is not an exit of this model; its exits are \[2, 4, 6\]"),
+        (dict(name="fixed", exit_layer=2, threshold=0.5), r"fixed takes --exit_layer, not --exit_threshold"),
+        (dict(name="entropy", threshold=0.5, exit_layer=2), r"--exit_layer is only for --exit_policy fixed"),
+        (dict(name="smallest"), r"unknown exit policy 'smallest'; choose one of \['budget', 'entropy', 'fixed', 'max_posterior', 'nbest_posterior'\]"),
+    ],
+)
+def test_bad_policy_values_are_clear_errors(kwargs, message):
+    with pytest.raises(EarlyExitConfigError, match=message):
+        build_exit_policy(**kwargs).bind([2, 4, 6], 6)
+
+
+def test_every_policy_is_registered_by_name():
+    assert sorted(EXIT_POLICIES) == ["budget", "entropy", "fixed", "max_posterior", "nbest_posterior"]
+
+
+def _point(layer, next_layer, log_probs, elapsed_s=0.0):
+    return ExitPoint(layer, next_layer, 6, log_probs, torch.full((log_probs.size(0),), log_probs.size(1)), elapsed_s)
+
+
+def test_threshold_edge_cases():
+    torch.manual_seed(0)
+    lp = torch.randn(3, 7, 9).log_softmax(-1)  # neither uniform nor one-hot
+    stop, value = build_exit_policy("entropy", 1.0).bind([2, 4, 6], 6).decide(_point(2, 4, lp))
+    assert stop.all() and ((value > 0) & (value < 1)).all()
+    assert not build_exit_policy("entropy", 0.0).decide(_point(2, 4, lp))[0].any()
+    assert build_exit_policy("max_posterior", 0.0).decide(_point(2, 4, lp))[0].all()
+    assert not build_exit_policy("max_posterior", 1.0).decide(_point(2, 4, lp))[0].any()
+    # a threshold equal to the value stops (<= / >=)
+    assert build_exit_policy("entropy", float(value[0])).decide(_point(2, 4, lp))[0][0]
+
+
+def test_budget_picks_the_deepest_exit_that_fits():
+    lp = torch.zeros(1, 3, 5)
+
+    def stops_at(policy):
+        for layer, nxt in ((2, 4), (4, 6), (6, None)):
+            if policy.decide(_point(layer, nxt, lp, elapsed_s=0.001 * layer))[0].item():
+                return layer
+
+    assert stops_at(build_exit_policy("budget", 1.0).bind([2, 4, 6], 6)) == 6
+    assert stops_at(build_exit_policy("budget", 0.7).bind([2, 4, 6], 6)) == 4
+    assert stops_at(build_exit_policy("budget", 0.5).bind([2, 4, 6], 6)) == 2
+    assert stops_at(build_exit_policy("budget", 0.1).bind([2, 4, 6], 6)) == 2  # least possible
+    # 1 ms per layer measured: 4.5 ms fits 4 layers, not 6
+    assert stops_at(build_exit_policy("budget", budget_ms=4.5).bind([2, 4, 6], 6)) == 4
+    assert stops_at(build_exit_policy("budget", budget_ms=100.0).bind([2, 4, 6], 6)) == 6
+
+
+# ---------------------------------------------------------------------------- on a real model
+def _model_files(out, encoder):
+    """config.yaml + model.pth of an untrained CTC early-exit model (exits 2, 4, 6)."""
+    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
+    args.update(token_list=list(TOKENS), input_size=None, frontend="default",
+                frontend_conf=dict(n_fft=128, hop_length=64, win_length=128, n_mels=16),
+                specaug=None, normalize="utterance_mvn", encoder=encoder,
+                encoder_conf=dict(SMALL_ENCODER), model="eexit", model_conf=dict(ctc_weight=1.0),
+                decoder=None, decoder_conf={}, token_type="char")
+    torch.manual_seed(0)
+    model = EarlyExitASRTask.build_model(argparse.Namespace(**args))
+    (out / "config.yaml").write_text(yaml.safe_dump(args))
+    torch.save(model.state_dict(), out / "model.pth")
+    return out
+
+
+@pytest.fixture(scope="module")
+def ctc_files(tmp_path_factory):
+    return _model_files(tmp_path_factory.mktemp("conformer"), "eexit_conformer")
+
+
+@pytest.fixture(scope="module")
+def transformer_files(tmp_path_factory):
+    return _model_files(tmp_path_factory.mktemp("transformer"), "eexit_transformer")
+
+
+def _speech2text(files, **kwargs):
+    return EarlyExitSpeech2Text(asr_train_config=files / "config.yaml",
+                                asr_model_file=files / "model.pth", beam_size=2,
+                                ctc_weight=1.0, **kwargs)
+
+
+def _waves(n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([4000 - 700 * i for i in range(n)])
+    speech = torch.randn(n, int(lengths.max()), generator=g) * torch.linspace(0.2, 3.0, n)[:, None]
+    for i, length in enumerate(lengths.tolist()):
+        speech[i, length:] = 0.0
+    return speech, lengths
+
+
+def _layer_calls(s2t):
+    calls = []
+    for i, layer in enumerate(s2t.asr_model.encoder.encoders, 1):
+        layer.register_forward_hook(
+            lambda m, inp, out, i=i: calls.append((i, (inp[0][0] if isinstance(inp[0], tuple) else inp[0]).size(0))))
+    return calls
+
+
+def test_easy_utterances_stop_early_and_the_layers_above_never_run(ctc_files):
+    speech, lengths = _waves(2)
+    probe = _speech2text(ctc_files)
+    conf = probe.decode_all_exits(speech, lengths)[2]
+    entropies = [c.entropy for c, _ in conf]
+    assert entropies[0] != entropies[1]
+    easy = min(range(2), key=lambda i: entropies[i])
+    threshold = sum(entropies) / 2  # between the two: only the easier one stops at exit 2
+    s2t = _speech2text(ctc_files, exit_policy=build_exit_policy("entropy", threshold))
+    calls = _layer_calls(s2t)
+    decided = s2t.decode_batch(speech, lengths)
+    assert [d.layer for d, _ in decided] == [2 if i == easy else 6 for i in range(2)]
+    # layers 1-2 ran on both utterances, layers 3-6 only on the hard one
+    assert calls == [(1, 2), (2, 2), (3, 1), (4, 1), (5, 1), (6, 1)]
+    assert decided[easy][0].confidence == pytest.approx(entropies[easy], abs=1e-5)
+    info = s2t.exit_summary()
+    assert "exit_counts 2:1 6:1" in info and "layers_computed_per_utterance 4.000" in info
+
+
+def test_utterances_that_exit_drop_out_without_changing_the_others(transformer_files):
+    """Policy decoding of a batch (utterances leave as they exit) == the same batch run to the top.
+
+    The reference is the whole batch, not one utterance at a time: ESPnet's conv2d subsampling
+    gives a padded utterance one more frame than the same utterance alone, so ESPnet's own
+    batched encoder already differs from one-by-one. A Transformer backbone, because ESPnet's
+    Conformer convolution module reads padded frames (its output depends on the padding; with
+    a Conformer the kept utterances see less padding after the cut: see tests/encoder).
+    """
+    ctc_files = transformer_files
+    speech, lengths = _waves(3, seed=1)
+    s2t = _speech2text(ctc_files)
+    every = s2t.decode_all_exits(speech, lengths)
+    values = sorted(c.max_posterior for c, _ in every[2])
+    policy = build_exit_policy("max_posterior", (values[0] + values[1]) / 2)
+    batched = _speech2text(ctc_files, exit_policy=policy).decode_batch(speech, lengths)
+    layers = [d.layer for d, _ in batched]
+    assert layers.count(2) == 2 and len(set(layers)) == 2, layers  # the batch really split
+    reference = {out.layer: out for out in s2t.asr_model.encode_exits(speech, lengths)}
+    for i, (decision, results) in enumerate(batched):
+        ref = reference[decision.layer]
+        n = int(ref.lengths[i])
+        assert decision.hidden.shape[0] == n
+        assert torch.allclose(decision.hidden, ref.hidden[i, :n], atol=1e-5)
+        assert results[0][0] == every[decision.layer][i][1][0][0]  # same text
+
+
+def test_decoding_uses_the_chosen_exits_ctc_head(ctc_files):
+    speech, lengths = _waves(1)
+    s2t = _speech2text(ctc_files, exit_policy=build_exit_policy("entropy", 1.0))
+    used = []
+    for k in (2, 4, 6):
+        s2t.asr_model.ctc_for_exit(k).ctc_lo.register_forward_hook(lambda *_, k=k: used.append(k))
+    (decision, _), = s2t.decode_batch(speech, lengths)
+    assert decision.layer == 2 and set(used) == {2}
+    assert s2t.beam_search.scorers["ctc"].ctc is s2t.asr_model.ctc_for_exit(2)
+
+
+def test_all_exits_in_one_pass_match_fixed_exit_decoding(ctc_files):
+    speech, lengths = _waves(2, seed=2)
+    one_pass = _speech2text(ctc_files)
+    every = [one_pass.decode_all_exits(speech[i:i + 1, : lengths[i]], lengths[i:i + 1])
+             for i in range(2)]
+    assert all(sorted(e) == [2, 4, 6] for e in every)
+    texts = set()
+    for k in (2, 4, 6):
+        fixed = _speech2text(ctc_files, exit_layer=k)
+        for i in range(2):
+            text = fixed(speech[i, : lengths[i]])[0][0]
+            (conf, results), = every[i][k]
+            assert text == results[0][0]
+            texts.add(text)
+            assert 0 <= conf.entropy <= 1 and 0 < conf.max_posterior <= 1 and 0 < conf.nbest_posterior <= 1
+    assert len(texts) > 1  # the exits really decode differently
