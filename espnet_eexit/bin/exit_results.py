@@ -17,13 +17,12 @@ from typing import Dict, Optional, Tuple
 _SUM_LINE = re.compile(r"Sum/Avg\s*\|\s*(\d+)\s+(\d+)\s*\|\s*([\d.\s]+)\|")
 
 
-def read_sclite(result_txt: Path) -> Tuple[float, int, int]:
-    """``(error rate %, #sentences, #reference tokens)`` from an sclite ``-o all`` report."""
+def read_sclite(result_txt: Path) -> float:
+    """The error rate (%) of an sclite ``-o all`` report."""
     match = _SUM_LINE.search(result_txt.read_text(errors="replace"))
     if match is None:
         raise ValueError(f"{result_txt}: no 'Sum/Avg' line (is it an sclite -o all report?)")
-    numbers = [float(v) for v in match.group(3).split()]
-    return numbers[4], int(match.group(1)), int(match.group(2))  # Corr Sub Del Ins Err S.Err
+    return [float(v) for v in match.group(3).split()][4]  # Corr Sub Del Ins Err S.Err
 
 
 def collect(decode_dir: Path) -> Dict[str, Dict[int, Dict[str, float]]]:
@@ -33,9 +32,40 @@ def collect(decode_dir: Path) -> Dict[str, Dict[int, Dict[str, float]]]:
         exit_dir = result.parent.parent
         layer = int(exit_dir.name[len("exit"):])
         metric = result.parent.name[len("score_"):]
-        err, _, _ = read_sclite(result)
-        results.setdefault(exit_dir.parent.name, {}).setdefault(layer, {})[metric] = err
+        results.setdefault(exit_dir.parent.name, {}).setdefault(layer, {})[metric] = read_sclite(result)
     return results
+
+
+def collect_policies(decode_dir: Path) -> Dict[str, Dict[str, Dict[str, str]]]:
+    """``{test_set: {policy_dir: {"wer": .., "cer": .., "relative_depth": .., ...}}}`` for every
+    scored dynamic-exit run (``<test_set>/policy_*/``, with its measured ``exit_info``)."""
+    from espnet_eexit.exit_info import read_exit_info
+
+    results: Dict[str, Dict[str, Dict[str, str]]] = {}
+    for info in sorted(decode_dir.glob("*/policy_*/exit_info")):
+        run = info.parent
+        entry = dict(read_exit_info(info))
+        for result in sorted(run.glob("score_*/result.txt")):
+            entry[result.parent.name[len("score_"):]] = f"{read_sclite(result):.1f}"
+        results.setdefault(run.parent.name, {})[run.name] = entry
+    return results
+
+
+def policy_markdown(results) -> str:
+    """Rows = dynamic-exit runs; WER/CER and the encoder depth measured with hooks per test set."""
+    tests = sorted(results)
+    runs = sorted({r for per_test in results.values() for r in per_test})
+    head = "| policy | " + " | ".join(f"{t} WER | {t} CER | {t} depth" for t in tests) + " |"
+    rows = []
+    for run in runs:
+        cells = []
+        for t in tests:
+            e = results[t].get(run, {})
+            cells += [e.get("wer", "-"), e.get("cer", "-"), e.get("relative_depth", "-")]
+        name = results[tests[0]].get(run, {}).get("exit_policy", run) if tests else run
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(["Dynamic exit (encoder depth = layers computed per utterance / L, counted "
+                      "with hooks):", "", head, "|" + "---|" * (1 + 3 * len(tests)), *rows, ""])
 
 
 def markdown(results, num_layers: int, title: str) -> str:
@@ -111,6 +141,9 @@ def main(cmd: Optional[list] = None) -> None:
         parser.error(f"no scores under {args.decode_dir}/<test_set>/exit<k>/score_*/result.txt")
     title = args.title or f"{args.decode_dir}"
     table = markdown(results, args.num_layers, title)
+    policies = collect_policies(args.decode_dir)
+    if policies:
+        table += "\n" + policy_markdown(policies)
     if args.notes:
         table = table.replace("\n\n", f"\n\n{args.notes.strip()}\n\n", 1)
     print(table)

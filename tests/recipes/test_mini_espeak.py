@@ -26,8 +26,11 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def trained_recipe(tmp_path_factory):
     recipe = copy_recipe(tmp_path_factory.mktemp("e2e"), "mini_espeak")
+    # entropy <= 1.0 always holds (every utterance stops at exit 2); max_posterior >= 1.0 never
+    # does for a softmax that is not one-hot (every utterance goes to exit 6).
     run(recipe, "--local_data_opts", "--num_train 40 --num_dev 4 --num_test 4",
-        "--asr_args", "--max_epoch 1 --batch_size 8")
+        "--asr_args", "--max_epoch 1 --batch_size 8",
+        "--exit_policies", "entropy:1.0 max_posterior:1.0")
     return recipe
 
 
@@ -63,16 +66,23 @@ def test_trained_config_keeps_the_plugin_and_reloads(trained_recipe, monkeypatch
         assert key in log, key
 
 
-def test_every_exit_is_decoded_with_its_own_depth(trained_recipe):
+def test_every_exit_is_decoded_and_policies_really_skip_layers(trained_recipe):
     test_keys = read_keys(trained_recipe / "data/test/text")
-    depths = {}
     for k in (2, 4, 6):
         out = trained_recipe / DECODE / "test" / f"exit{k}"
-        assert read_keys(out / "text") == test_keys or len(read_keys(out / "token")) == len(test_keys)
-        info = dict(l.split() for l in (out / "exit_info").read_text().splitlines())
-        assert int(info["exit_layer"]) == k and int(info["utterances"]) == len(test_keys)
-        depths[k] = float(info["layers_computed_per_utterance"])
-    assert depths == {2: 2.0, 4: 4.0, 6: 6.0}
+        assert read_keys(out / "token") == test_keys
+        conf = [line.split() for line in (out / "confidence").read_text().splitlines()]
+        assert [c[0] for c in conf] == test_keys and all(len(c) == 4 for c in conf)
+        assert all(0.0 <= float(v) <= 1.0 for c in conf for v in c[1:])
+    depths = {}
+    for run_dir, layer in (("policy_entropy_1.0", 2), ("policy_max_posterior_1.0", 6)):
+        out = trained_recipe / DECODE / "test" / run_dir
+        exits = [line.split() for line in (out / "exit").read_text().splitlines()]
+        assert [e[0] for e in exits] == test_keys and {int(e[1]) for e in exits} == {layer}
+        info = dict(line.split(" ", 1) for line in (out / "exit_info").read_text().splitlines())
+        assert int(info["utterances"]) == len(test_keys)
+        depths[layer] = float(info["layers_computed_per_utterance"])  # counted by hooks
+    assert depths == {2: 2.0, 6: 6.0}
 
 
 def test_speech2text_from_two_exits_computes_two_depths(trained_recipe, monkeypatch):
@@ -98,7 +108,15 @@ def test_speech2text_from_two_exits_computes_two_depths(trained_recipe, monkeypa
 
 
 def test_results_table_has_a_numeric_row_per_exit_and_a_plot(trained_recipe):
-    results_rows((trained_recipe / "RESULTS.md").read_text(), {2: "0.33", 4: "0.67", 6: "1.00"}, 4)
+    md = (trained_recipe / "RESULTS.md").read_text()
+    results_rows(md, {2: "0.33", 4: "0.67", 6: "1.00"}, 4)
+    assert "| entropy threshold=1 |" in md and "| 0.333 |" in md  # measured policy depth
+    assert "Cheapest threshold whose WER is within +0.5" in md  # the sweep's table
+    for dset in ("dev", "test"):
+        sweep = (trained_recipe / DECODE / dset / "exit_sweep.tsv").read_text().splitlines()
+        policies = {line.split("\t")[0] for line in sweep[1:]}
+        assert policies == {"fixed", "entropy", "max_posterior", "nbest_posterior", "oracle"}
+        assert (trained_recipe / DECODE / dset / "exit_sweep.png").read_bytes()[:4] == b"\x89PNG"
     for k in (2, 4, 6):
         report = (trained_recipe / DECODE / "test" / f"exit{k}" / "score_wer" / "result.txt").read_text()
         assert "Sum/Avg" in report

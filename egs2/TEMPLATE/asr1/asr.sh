@@ -69,7 +69,9 @@ inference_tag=       # Suffix of the decode dir (default: from the config and ch
 inference_config=    # Decoding config.
 inference_args=      # Extra arguments for asr_inference.
 inference_asr_model=valid.loss.ave.pth  # Checkpoint to decode.
-exit_layers=         # Exits to decode (default: every exit of the trained model).
+exit_layers=         # Exits to score (default: every exit of the trained model).
+exit_policies=       # Dynamic-exit runs, "policy:threshold ...", e.g. "entropy:0.2 nbest_posterior:0.9".
+exit_sweep=true      # Sweep every policy's threshold (WER vs average depth) in stage 13.
 batch_size=1
 
 # [Task dependent] data sets
@@ -120,7 +122,9 @@ Options:
     --inference_config   # Decoding config (default="${inference_config}").
     --inference_args     # Extra arguments for asr_inference (default="${inference_args}").
     --inference_asr_model # Checkpoint to decode (default="${inference_asr_model}").
-    --exit_layers        # Exits to decode, e.g. "2 6" (default: every exit of the model).
+    --exit_layers        # Exits to score, e.g. "2 6" (default: every exit of the model).
+    --exit_policies      # Dynamic-exit runs "policy:threshold ..." (default="${exit_policies}").
+    --exit_sweep         # Sweep policy thresholds in stage 13 (default="${exit_sweep}").
     --batch_size         # Decoding batch size (default="${batch_size}").
     # [Task dependent] data sets
     --train_set          # Name of the training set (required).
@@ -407,46 +411,58 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
     mkdir -p "${asr_exp}/${inference_tag}"
     echo "${run_args} --stage 12 \"\$@\"; exit \$?" > "${asr_exp}/${inference_tag}/run.sh"
     chmod +x "${asr_exp}/${inference_tag}/run.sh"
+    # One decoding run = split the keys, ${_nj} jobs of asr_inference, merge the outputs.
+    decode_run() {  # <out_dir> <data_dir> <asr_inference options...>
+        local out=$1 data=$2 logdir=$1/logdir nj n f split_files=""
+        shift 2
+        mkdir -p "${logdir}"
+        nj=$(min "${inference_nj}" "$(wc -l < "${data}/wav.scp")")
+        for n in $(seq "${nj}"); do split_files+=" ${logdir}/keys.${n}.scp"; done
+        # shellcheck disable=SC2086
+        utils/split_scp.sh "${data}/wav.scp" ${split_files}
+        # shellcheck disable=SC2086
+        ${_cmd} --gpu "${_ngpu}" JOB=1:"${nj}" "${logdir}/asr_inference.JOB.log" \
+            ${python} -m espnet_eexit.bin.asr_inference \
+                --batch_size "${batch_size}" --ngpu "${_ngpu}" \
+                --data_path_and_name_and_type "${data}/wav.scp,speech,sound" \
+                --key_file "${logdir}/keys.JOB.scp" \
+                --asr_train_config "${asr_exp}/config.yaml" \
+                --asr_model_file "${asr_exp}/${inference_asr_model}" \
+                --output_dir "${logdir}/output.JOB" ${_opts} ${inference_args} "$@" \
+            || { tail -n 20 "${logdir}/asr_inference.1.log" >&2; exit 1; }
+        _merge_nj=${nj}
+    }
+    merge_files() {  # <dest_dir> <path under output.N> <files...>
+        local dest=$1 sub=$2 f n
+        shift 2
+        mkdir -p "${dest}"
+        for f in "$@"; do
+            [ -f "${_logdir}/output.1/${sub}/${f}" ] || continue
+            for n in $(seq "${_merge_nj}"); do cat "${_logdir}/output.${n}/${sub}/${f}"; done \
+                | LC_ALL=C sort -k1,1 > "${dest}/${f}"
+        done
+    }
     for dset in ${test_sets}; do
         _data=${data_feats}/${dset}
         need "${_data}/wav.scp"
+        # Every exit from one encoder pass, with every policy's confidence per exit (for the sweep).
+        _logdir=${asr_exp}/${inference_tag}/${dset}/logdir
+        decode_run "${asr_exp}/${inference_tag}/${dset}" "${_data}" --all_exits true
         for k in ${exit_layers}; do
             _dir=${asr_exp}/${inference_tag}/${dset}/exit${k}
+            merge_files "${_dir}" "exit${k}/1best_recog" token token_int score text
+            merge_files "${_dir}" "exit${k}" confidence
+            log "  ${dset} exit ${k}: $(wc -l < "${_dir}/text") utterances"
+        done
+        # Dynamic exits for real: the encoder stops at each utterance's exit (depth counted by hooks).
+        for spec in ${exit_policies}; do
+            _dir=${asr_exp}/${inference_tag}/${dset}/policy_${spec/:/_}
             _logdir=${_dir}/logdir
-            mkdir -p "${_logdir}"
-            _nj=$(min "${inference_nj}" "$(wc -l < "${_data}/wav.scp")")
-            split_files=""
-            for n in $(seq "${_nj}"); do split_files+=" ${_logdir}/keys.${n}.scp"; done
-            # shellcheck disable=SC2086
-            utils/split_scp.sh "${_data}/wav.scp" ${split_files}
-            # shellcheck disable=SC2086
-            ${_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${_logdir}/asr_inference.JOB.log" \
-                ${python} -m espnet_eexit.bin.asr_inference --exit_layer "${k}" \
-                    --batch_size "${batch_size}" --ngpu "${_ngpu}" \
-                    --data_path_and_name_and_type "${_data}/wav.scp,speech,sound" \
-                    --key_file "${_logdir}/keys.JOB.scp" \
-                    --asr_train_config "${asr_exp}/config.yaml" \
-                    --asr_model_file "${asr_exp}/${inference_asr_model}" \
-                    --output_dir "${_logdir}/output.JOB" ${_opts} ${inference_args} \
-                || { tail -n 20 "${_logdir}/asr_inference.1.log" >&2; exit 1; }
-            for f in token token_int score text; do
-                if [ -f "${_logdir}/output.1/1best_recog/${f}" ]; then
-                    for n in $(seq "${_nj}"); do cat "${_logdir}/output.${n}/1best_recog/${f}"; done \
-                        | LC_ALL=C sort -k1,1 > "${_dir}/${f}"
-                fi
-            done
-            ${python} - "${_dir}/exit_info" "${_logdir}"/output.*/exit_info << 'EOF'
-import sys
-# Sum the per-job exit summaries (utterance-weighted) into one.
-parts = [dict(l.split() for l in open(p)) for p in sys.argv[2:]]
-utts = sum(int(p["utterances"]) for p in parts)
-layers = sum(float(p["layers_computed_per_utterance"]) * int(p["utterances"]) for p in parts)
-per_utt, num_layers = layers / max(utts, 1), int(parts[0]["num_layers"])
-with open(sys.argv[1], "w") as f:
-    f.write(f"exit_layer {parts[0]['exit_layer']}\nnum_layers {num_layers}\nutterances {utts}\n"
-            f"layers_computed_per_utterance {per_utt:.3f}\nrelative_depth {per_utt / num_layers:.3f}\n")
-EOF
-            log "  ${dset} exit ${k}: $(wc -l < "${_dir}/text") utterances, $(grep relative_depth "${_dir}/exit_info")"
+            decode_run "${_dir}" "${_data}" --exit_policy "${spec%%:*}" --exit_threshold "${spec#*:}"
+            merge_files "${_dir}" 1best_recog token token_int score text
+            merge_files "${_dir}" . exit
+            ${python} -m espnet_eexit.exit_info "${_dir}/exit_info" "${_logdir}"/output.*/exit_info
+            log "  ${dset} ${spec}: $(grep -E '^(mean_exit_layer|relative_depth)' "${_dir}/exit_info" | tr '\n' ' ')"
         done
     done
 fi
@@ -463,9 +479,14 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
             need "${asr_exp}/${inference_tag}/${dset}/exit${k}/text"
             dirs+=" ${asr_exp}/${inference_tag}/${dset}/exit${k}"
         done
+        for spec in ${exit_policies}; do
+            need "${asr_exp}/${inference_tag}/${dset}/policy_${spec/:/_}/text"
+            dirs+=" ${asr_exp}/${inference_tag}/${dset}/policy_${spec/:/_}"
+        done
         # shellcheck disable=SC2086
         scripts/score_sclite.sh --python "${python}" ${_opts} "${data_feats}/${dset}" ${dirs}
     done
+    num_layers=$(${python} -m espnet_eexit.bin.show_exits --num_layers "${asr_exp}/config.yaml")
     # Facts of the run above the table: machine, versions, data, configs, training time.
     stamp='[0-9]\{4\}-[0-9][0-9]-[0-9][0-9] [0-9:]\{8\}'
     t0=$(grep -m1 -o "${stamp}" "${asr_exp}/train.log" || true)
@@ -481,11 +502,23 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
 - command: \`$0 ${run_args}\`
 - WER per exit: \`${asr_exp}/wer_per_exit.png\`"
     ${python} -m espnet_eexit.bin.exit_results "${asr_exp}/${inference_tag}" \
-        --num_layers "$(${python} -m espnet_eexit.bin.show_exits --num_layers "${asr_exp}/config.yaml")" \
+        --num_layers "${num_layers}" \
         --title "${asr_exp##*/}: ${inference_tag}" --notes "${notes}" \
         --output_md "${asr_exp}/${inference_tag}/RESULTS.md" --update_md RESULTS.md \
         --output_png "${asr_exp}/wer_per_exit.png"
     log "Wrote RESULTS.md (section ${asr_exp##*/}: ${inference_tag}) and ${asr_exp}/wer_per_exit.png"
+    if ${exit_sweep}; then
+        _sweep_dirs=; _sweep_args=
+        for dset in ${test_sets}; do
+            _sweep_dirs+=" ${asr_exp}/${inference_tag}/${dset}"
+            _sweep_args+=" --data_dir ${data_feats}/${dset}"
+        done
+        # shellcheck disable=SC2086
+        ${python} -m espnet_eexit.bin.exit_sweep ${_sweep_dirs} ${_sweep_args} --num_layers "${num_layers}" \
+            --title "${asr_exp##*/}: ${inference_tag}" \
+            --output_md "${asr_exp}/${inference_tag}/exit_sweep.md" --update_md RESULTS.md
+        log "Wrote the policy sweep: ${asr_exp}/${inference_tag}/<test_set>/exit_sweep.{tsv,png}"
+    fi
 fi
 
 if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then

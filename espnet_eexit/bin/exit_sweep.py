@@ -1,0 +1,286 @@
+"""Sweep exit-policy thresholds: WER vs average encoder depth, from one all-exit decoding pass.
+
+    python -m espnet_eexit.bin.exit_sweep --data_dir dump/raw/test --num_layers 12 \
+        exp/asr/decode_ctc/test          # holds exit<k>/{text,confidence} (asr_inference --all_exits)
+
+A policy's decision at exit k depends only on exit k's posteriors, so for every threshold the
+exit each utterance would take (the first exit whose confidence passes it; else the last) and the
+hypothesis it would produce are read from the per-exit decodings and confidences, without
+re-decoding. Each point is scored with sclite (word error rate). Also scored: every fixed exit, and
+the ``oracle`` curve (needs references, for analysis only): each utterance takes the shallowest
+exit with at most ``t`` more word errors than the last exit (t = 0, 1, 2, ...).
+
+Writes ``<dir>/exit_sweep.tsv`` (policy, threshold, avg_depth, wer, ...), ``<dir>/exit_sweep.png``
+(one curve per policy, fixed exits as points, the oracle curve) and, with ``--output_md``, a table:
+per policy, the cheapest threshold whose WER is within ``--wer_margin`` (absolute) of the last exit.
+Average depth = mean layers computed per utterance / L; real dynamic decoding
+(``asr_inference --exit_policy``) measures the same with hooks.
+"""
+import argparse
+import math
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from espnet_eexit.exit_policy import CONFIDENCE_POLICIES
+
+# Higher value = more confident, except for entropy.
+_LOWER_IS_CONFIDENT = {"entropy"}
+
+
+class SweepPoint(NamedTuple):
+    policy: str
+    threshold: float
+    avg_depth: float  # mean layers computed / L
+    mean_exit: float  # mean exit layer
+    wer: float
+    errors: int
+    words: int
+
+
+def read_text(path: Path) -> Dict[str, str]:
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, _, text = line.partition(" ")
+        if key:
+            out[key] = text.strip()
+    return out
+
+
+def read_confidence(path: Path) -> Dict[str, Dict[str, float]]:
+    """``utt entropy max_posterior nbest_posterior`` lines ('-' = not available -> NaN)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 1 + len(CONFIDENCE_POLICIES):
+            raise ValueError(f"{path}: bad line {line!r} (expected utt + {len(CONFIDENCE_POLICIES)} values)")
+        out[fields[0]] = {p: (math.nan if v == "-" else float(v))
+                          for p, v in zip(CONFIDENCE_POLICIES, fields[1:])}
+    return out
+
+
+def passes(policy: str, value: float, threshold: float) -> bool:
+    if math.isnan(value):
+        return False
+    return value <= threshold if policy in _LOWER_IS_CONFIDENT else value >= threshold
+
+
+def choose_exits(policy, threshold, keys, layers, conf) -> Dict[str, int]:
+    """The exit every utterance takes under ``policy`` at ``threshold``."""
+    chosen = {}
+    for key in keys:
+        chosen[key] = layers[-1]
+        for k in layers[:-1]:
+            if passes(policy, conf[k][key][policy], threshold):
+                chosen[key] = k
+                break
+    return chosen
+
+
+class Scorer:
+    """Word error rate of a hypothesis set with sclite (``-i rm``, as ESPnet's asr.sh)."""
+
+    def __init__(self, refs: Dict[str, str], sclite: str, workdir: Path):
+        self.refs, self.sclite, self.workdir = refs, sclite, workdir
+        self.keys = sorted(refs)
+        self._write(workdir / "ref.trn", refs)
+
+    def _write(self, path: Path, texts: Dict[str, str]) -> None:
+        path.write_text("".join(f"{texts.get(k, '')} (spk-{k})\n" for k in self.keys), encoding="utf-8")
+
+    def wer(self, hyps: Dict[str, str]):
+        hyp = self.workdir / "hyp.trn"
+        self._write(hyp, hyps)
+        out = subprocess.run(
+            [self.sclite, "-r", str(self.workdir / "ref.trn"), "trn", "-h", str(hyp), "trn",
+             "-i", "rm", "-o", "dtl", "stdout"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        # the detailed report has exact counts: "Percent Total Error = 37.5% (   3)"
+        errors = _count(out, "Percent Total Error")
+        words = _count(out, "Ref. words")
+        return 100.0 * errors / max(words, 1), errors, words
+
+
+def _count(report: str, label: str) -> int:
+    match = re.search(re.escape(label) + r"\s*=.*?\(\s*(\d+)\)", report)
+    if match is None:
+        raise RuntimeError(f"sclite report has no '{label}' count:\n{report[:2000]}")
+    return int(match.group(1))
+
+
+def word_errors(ref: str, hyp: str) -> int:
+    import editdistance
+
+    return int(editdistance.eval(ref.split(), hyp.split()))
+
+
+def thresholds_for(policy: str, values: np.ndarray, points: int) -> List[float]:
+    """Thresholds spanning 'everyone stops at the first exit' to 'everyone goes to the last'."""
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return []
+    qs = np.unique(np.quantile(values, np.linspace(0.0, 1.0, points)))
+    eps = 1e-6
+    ends = [values.min() - eps, values.max() + eps]
+    return sorted(set(float(round(q, 6)) for q in list(qs) + ends))
+
+
+def sweep(decode_dir: Path, refs: Dict[str, str], num_layers: int, scorer: Scorer,
+          points: int = 25, oracle_max: int = 5) -> List[SweepPoint]:
+    layers = sorted(int(p.name[len("exit"):]) for p in decode_dir.glob("exit*") if p.is_dir()
+                    and p.name[len("exit"):].isdigit())
+    if not layers:
+        raise FileNotFoundError(f"{decode_dir}: no exit<k>/ directories (run asr_inference --all_exits)")
+    texts = {}
+    conf = {}
+    for k in layers:
+        for name in ("text", "confidence"):
+            if not (decode_dir / f"exit{k}" / name).is_file():
+                raise FileNotFoundError(f"{decode_dir / f'exit{k}' / name} is missing")
+        texts[k] = read_text(decode_dir / f"exit{k}" / "text")
+        conf[k] = read_confidence(decode_dir / f"exit{k}" / "confidence")
+    keys = scorer.keys
+    missing = [key for key in keys if any(key not in conf[k] for k in layers)]
+    if missing:
+        raise ValueError(f"{decode_dir}: {len(missing)} utterances of the references have no "
+                         f"decoding/confidence, e.g. {missing[0]}")
+
+    def point(policy, threshold, chosen):
+        wer, errors, words = scorer.wer({key: texts[chosen[key]].get(key, "") for key in keys})
+        mean_exit = float(np.mean([chosen[key] for key in keys]))
+        return SweepPoint(policy, threshold, mean_exit / num_layers, mean_exit, wer, errors, words)
+
+    out = [point("fixed", k, {key: k for key in keys}) for k in layers]
+    for policy in CONFIDENCE_POLICIES:
+        values = np.array([conf[k][key][policy] for k in layers[:-1] for key in keys], dtype=float)
+        for t in thresholds_for(policy, values, points):
+            out.append(point(policy, t, choose_exits(policy, t, keys, layers, conf)))
+    # oracle: shallowest exit with at most t more word errors than the last exit
+    errs = {k: {key: word_errors(refs[key], texts[k].get(key, "")) for key in keys} for k in layers}
+    for t in range(oracle_max + 1):
+        chosen = {key: next(k for k in layers if errs[k][key] <= errs[layers[-1]][key] + t)
+                  for key in keys}
+        out.append(point("oracle", t, chosen))
+    return out
+
+
+def write_tsv(path: Path, rows: Sequence[SweepPoint]) -> None:
+    lines = ["\t".join(SweepPoint._fields)]
+    lines += ["\t".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in r) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot(path: Path, rows: Sequence[SweepPoint], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for policy in list(CONFIDENCE_POLICIES) + ["oracle"]:
+        pts = sorted((r.avg_depth, r.wer) for r in rows if r.policy == policy)
+        if pts:
+            style = "k--" if policy == "oracle" else "-"
+            ax.plot(*zip(*pts), style, marker=".", label=policy)
+    fixed = [(r.avg_depth, r.wer, int(r.threshold)) for r in rows if r.policy == "fixed"]
+    ax.scatter([d for d, _, _ in fixed], [w for _, w, _ in fixed], c="red", zorder=5, label="fixed exits")
+    for d, w, k in fixed:
+        ax.annotate(str(k), (d, w), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("average encoder depth (layers computed / L)")
+    ax.set_ylabel("WER (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def operating_points(rows: Sequence[SweepPoint], margin: float):
+    """Per policy: the cheapest point whose WER <= last-exit WER + margin (None if none)."""
+    fixed = [r for r in rows if r.policy == "fixed"]
+    last = max(fixed, key=lambda r: r.threshold)
+    best = {}
+    for policy in list(CONFIDENCE_POLICIES) + ["oracle"]:
+        ok = [r for r in rows if r.policy == policy and r.wer <= last.wer + margin + 1e-9]
+        best[policy] = min(ok, key=lambda r: (r.avg_depth, r.wer)) if ok else None
+    return last, best
+
+
+def markdown(tables, margin: float, title: str) -> str:
+    lines = [f"### {title}", "",
+             f"Cheapest threshold whose WER is within +{margin:g} (absolute) of the last exit "
+             "(exit_sweep.tsv; depth = mean layers computed / L).", "",
+             "| test set | policy | threshold | avg depth | mean exit | WER | last-exit WER |",
+             "|---|---|---|---|---|---|---|"]
+    for test, (last, best) in tables.items():
+        for policy, r in best.items():
+            if r is None:
+                lines.append(f"| {test} | {policy} | none reaches it | - | - | - | {last.wer:.1f} |")
+            else:
+                thr = f"{int(r.threshold)} words" if policy == "oracle" else f"{r.threshold:.4g}"
+                lines.append(f"| {test} | {policy} | {thr} | {r.avg_depth:.3f} | {r.mean_exit:.2f} "
+                             f"| {r.wer:.1f} | {last.wer:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def find_sclite() -> Optional[str]:
+    return shutil.which("sclite") or next(
+        (p for p in ("/usr/lib/sctk/bin/sclite", "/usr/bin/sclite") if Path(p).is_file()), None)
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("decode_dirs", type=Path, nargs="+",
+                        help="<decode_dir>/<test_set> directories holding exit<k>/{text,confidence}")
+    parser.add_argument("--data_dir", type=Path, action="append", required=True,
+                        help="Kaldi data dir with the references (one per decode dir, same order)")
+    parser.add_argument("--num_layers", type=int, required=True, help="L, the encoder's layers")
+    parser.add_argument("--points", type=int, default=25, help="thresholds per policy")
+    parser.add_argument("--wer_margin", type=float, default=0.5)
+    parser.add_argument("--title", default="exit policy sweep")
+    parser.add_argument("--output_md", type=Path, default=None, help="write the operating-point table")
+    parser.add_argument("--update_md", type=Path, default=None,
+                        help="also put the table into this Markdown file (section keyed by --title)")
+    args = parser.parse_args(cmd)
+    if len(args.data_dir) != len(args.decode_dirs):
+        parser.error(f"{len(args.decode_dirs)} decode dirs but {len(args.data_dir)} --data_dir")
+    sclite = find_sclite()
+    if sclite is None:
+        parser.error("sclite not found (Debian package sctk; tools/install.sh installs it)")
+    tables = {}
+    for decode_dir, data_dir in zip(args.decode_dirs, args.data_dir):
+        if not (data_dir / "text").is_file():
+            parser.error(f"missing file: {data_dir / 'text'}")
+        refs = read_text(data_dir / "text")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                rows = sweep(decode_dir, refs, args.num_layers, Scorer(refs, sclite, Path(tmp)),
+                             points=args.points)
+            except (FileNotFoundError, ValueError) as e:
+                parser.error(str(e))
+        write_tsv(decode_dir / "exit_sweep.tsv", rows)
+        plot(decode_dir / "exit_sweep.png", rows, f"{args.title}: {decode_dir.name}")
+        tables[decode_dir.name] = operating_points(rows, args.wer_margin)
+        print(f"{decode_dir}/exit_sweep.tsv: {len(rows)} points; exit_sweep.png", file=sys.stderr)
+    body = markdown(tables, args.wer_margin, args.title)
+    if args.output_md:
+        args.output_md.write_text(body)
+    if args.update_md:
+        from espnet_eexit.bin.exit_results import update_section
+
+        update_section(args.update_md, f"sweep {args.title}", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

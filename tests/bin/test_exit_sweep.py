@@ -1,0 +1,76 @@
+"""exit_sweep: policy thresholds -> (average depth, WER) from per-exit decodings, scored by sclite."""
+import pytest
+
+from espnet_eexit.bin import exit_sweep
+
+pytestmark = pytest.mark.skipif(exit_sweep.find_sclite() is None, reason="sclite (sctk) not installed")
+
+REFS = {"u1": "A B C D", "u2": "E F G H", "u3": "I J K L", "u4": "M N O P"}
+# exit 2 gets u1, u2 right; exit 4 also u3; exit 6 everything but one word of u4.
+HYPS = {
+    2: {"u1": "A B C D", "u2": "E F G H", "u3": "I X", "u4": "M"},
+    4: {"u1": "A B C D", "u2": "E F G X", "u3": "I J K L", "u4": "M N"},
+    6: {"u1": "A B C D", "u2": "E F G H", "u3": "I J K L", "u4": "M N O X"},
+}
+# (entropy, max_posterior, nbest_posterior) per exit: confident where the exit is right
+CONF = {
+    2: {"u1": (0.1, 0.9, 0.95), "u2": (0.2, 0.8, 0.9), "u3": (0.6, 0.4, 0.3), "u4": (0.7, 0.3, 0.2)},
+    4: {"u1": (0.1, 0.9, 0.95), "u2": (0.5, 0.5, 0.5), "u3": (0.15, 0.85, 0.9), "u4": (0.6, 0.4, 0.3)},
+    6: {"u1": (0.1, 0.9, 0.9), "u2": (0.1, 0.9, 0.9), "u3": (0.1, 0.9, 0.9), "u4": (0.3, 0.7, 0.6)},
+}
+
+
+@pytest.fixture
+def decoded(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "text").write_text("".join(f"{k} {v}\n" for k, v in REFS.items()))
+    dec = tmp_path / "decode" / "test"
+    for k in HYPS:
+        d = dec / f"exit{k}"
+        d.mkdir(parents=True)
+        (d / "text").write_text("".join(f"{u} {t}\n" for u, t in HYPS[k].items()))
+        (d / "confidence").write_text("".join(f"{u} {' '.join(map(str, c))}\n" for u, c in CONF[k].items()))
+    return data, dec
+
+
+def test_sweep_points_fixed_exits_and_oracle(decoded, tmp_path):
+    data, dec = decoded
+    md = tmp_path / "table.md"
+    exit_sweep.main([str(dec), "--data_dir", str(data), "--num_layers", "6", "--output_md", str(md)])
+    rows = (dec / "exit_sweep.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    table = [dict(zip(header, r.split("\t"))) for r in rows[1:]]
+    fixed = {int(float(r["threshold"])): float(r["wer"]) for r in table if r["policy"] == "fixed"}
+    # 16 reference words: exit 2 has 2 del + 1 sub (u3) + 3 del (u4) = 6 errors -> 37.5 %
+    assert fixed == {2: pytest.approx(37.5), 4: pytest.approx(18.75), 6: pytest.approx(6.25)}
+    for policy in ("entropy", "max_posterior", "nbest_posterior"):
+        pts = [r for r in table if r["policy"] == policy]
+        depths = {round(float(r["avg_depth"]), 4) for r in pts}
+        assert round(2 / 6, 4) in depths and 1.0 in depths  # from 'all stop at 2' to 'all go to 6'
+    # entropy 0.2: u1, u2 stop at 2, u3 at 4 (0.15), u4 at 6 -> mean exit 3.5, one error (u4)
+    hit = [r for r in table if r["policy"] == "entropy" and abs(float(r["avg_depth"]) - 3.5 / 6) < 1e-4]
+    assert hit and min(float(r["wer"]) for r in hit) == pytest.approx(6.25)
+    oracle0 = next(r for r in table if r["policy"] == "oracle" and r["threshold"] == "0")
+    assert float(oracle0["wer"]) <= fixed[6] and float(oracle0["mean_exit"]) == pytest.approx(3.5)
+    text = md.read_text()
+    assert "| test | entropy |" in text and "| 0.583 | 3.50 | 6.2 | 6.2 |" in text
+    assert (dec / "exit_sweep.png").stat().st_size > 1000
+
+
+def test_choose_exits_follows_the_threshold_direction():
+    conf = {k: {u: dict(zip(("entropy", "max_posterior", "nbest_posterior"), c)) for u, c in v.items()}
+            for k, v in CONF.items()}
+    keys = sorted(REFS)
+    assert exit_sweep.choose_exits("entropy", 0.0, keys, [2, 4, 6], conf) == {k: 6 for k in keys}
+    assert exit_sweep.choose_exits("max_posterior", 0.0, keys, [2, 4, 6], conf) == {k: 2 for k in keys}
+    assert exit_sweep.choose_exits("nbest_posterior", 0.9, keys, [2, 4, 6], conf) == \
+        {"u1": 2, "u2": 2, "u3": 4, "u4": 6}
+
+
+def test_missing_confidence_is_a_clear_error(decoded, capsys):
+    data, dec = decoded
+    (dec / "exit4" / "confidence").unlink()
+    with pytest.raises(SystemExit):
+        exit_sweep.main([str(dec), "--data_dir", str(data), "--num_layers", "6"])
+    assert "exit4/confidence is missing" in capsys.readouterr().err
