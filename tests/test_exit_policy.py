@@ -260,3 +260,63 @@ def test_all_exits_in_one_pass_match_fixed_exit_decoding(ctc_files):
             texts.add(text)
             assert 0 <= conf.entropy <= 1 and 0 < conf.max_posterior <= 1 and 0 < conf.nbest_posterior <= 1
     assert len(texts) > 1  # the exits really decode differently
+
+
+# ---------------------------------------------------------------------------- the command line
+def _wav_dir(tmp_path, n=3):
+    import soundfile
+
+    speech, lengths = _waves(n, seed=4)
+    lines = []
+    for i in range(n):
+        path = tmp_path / f"utt{i}.wav"
+        soundfile.write(path, (speech[i, : lengths[i]] * 0.1).numpy(), 8000, subtype="FLOAT")
+        lines.append(f"utt{i} {path}\n")
+    (tmp_path / "wav.scp").write_text("".join(lines))
+    return tmp_path / "wav.scp"
+
+
+def _cli(files, wav_scp, out, *extra):
+    from espnet_eexit.bin.asr_inference import main
+
+    main(["--asr_train_config", str(files / "config.yaml"), "--asr_model_file", str(files / "model.pth"),
+          "--data_path_and_name_and_type", f"{wav_scp},speech,sound", "--output_dir", str(out),
+          "--beam_size", "2", "--ctc_weight", "1.0", *extra])
+
+
+def test_cli_policy_run_writes_exit_file_and_measured_summary(ctc_files, tmp_path):
+    wav_scp = _wav_dir(tmp_path)
+    out = tmp_path / "policy"
+    _cli(ctc_files, wav_scp, out, "--exit_policy", "entropy", "--exit_threshold", "1.0", "--batch_size", "2")
+    keys = [line.split()[0] for line in (out / "1best_recog" / "token").read_text().splitlines()]
+    assert keys == ["utt0", "utt1", "utt2"]
+    exits = [line.split() for line in (out / "exit").read_text().splitlines()]
+    assert [e[1] for e in exits] == ["2", "2", "2"] and all(0 < float(e[2]) <= 1 for e in exits)
+    info = dict(line.split(" ", 1) for line in (out / "exit_info").read_text().splitlines())
+    assert info["exit_policy"] == "entropy threshold=1" and info["layers_computed_per_utterance"] == "2.000"
+    assert info["encoder_layers_saved"] == "0.667" and info["exit_counts"] == "2:3"
+
+
+def test_cli_all_exits_writes_every_exit_and_confidences(ctc_files, tmp_path):
+    wav_scp = _wav_dir(tmp_path)
+    out = tmp_path / "all"
+    _cli(ctc_files, wav_scp, out, "--all_exits", "true", "--batch_size", "3")
+    for k in (2, 4, 6):
+        conf = [line.split() for line in (out / f"exit{k}" / "confidence").read_text().splitlines()]
+        assert [c[0] for c in conf] == ["utt0", "utt1", "utt2"] and all(len(c) == 4 for c in conf)
+        assert (out / f"exit{k}" / "1best_recog" / "token").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--exit_policy", "median"], "unknown exit policy 'median'"),
+    (["--exit_threshold", "0.5"], "--exit_threshold/--exit_budget_ms need --exit_policy"),
+    (["--exit_policy", "entropy", "--exit_threshold", "2"], "--exit_threshold 2.0: out of range"),
+    (["--all_exits", "true", "--exit_layer", "2"], "--all_exits decodes every exit: it takes no --exit_layer"),
+])
+def test_cli_bad_policy_options_are_one_line_errors(ctc_files, tmp_path, capsys, extra, message):
+    wav_scp = _wav_dir(tmp_path, n=1)
+    with pytest.raises(SystemExit) as err:
+        _cli(ctc_files, wav_scp, tmp_path / "bad", *extra)
+    assert err.value.code == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr and "Traceback" not in stderr

@@ -2,14 +2,19 @@
 
     python -m espnet_eexit.bin.benchmark                       # the paper's 12 x 256 Conformer-CTC
     python -m espnet_eexit.bin.benchmark --config conf/x.yaml  # any ESPnet ASR training config
-    python -m espnet_eexit.bin.benchmark --steps 5 --batch_size 8 --seconds 5
+    python -m espnet_eexit.bin.benchmark --steps 5 --batch_sizes 1 8 --lengths 5 15
 
 Prints:
 * parameters: total, encoder, per exit head;
 * training step time (forward + backward + optimizer step) with every exit vs a single last exit,
-  same weights, measured interleaved in this process;
-* encoder time to each exit vs the full encoder (eval mode, ``max_exit_layer=k``).
+  same weights, measured interleaved in this process (batch ``--batch_size`` x ``--seconds``);
+* for every batch size x audio length: encoder time to each exit vs the full encoder (eval mode,
+  ``max_exit_layer=k``) beside the ideal ratio (front end + layers 1..k) / (front end + all layers)
+  from per-layer timings (hooks) of full-depth runs; our full-depth encoder vs ESPnet's own encoder
+  class with the same config and weights; and peak memory (CUDA: allocator peak; CPU: the
+  process's peak resident set so far).
 """
+import resource
 import argparse
 import copy
 import statistics
@@ -93,6 +98,11 @@ def main(cmd: Optional[list] = None) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed repetitions (after 1 warm-up)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no_train_step", action="store_true", help="skip the training-step timing")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 8],
+                        help="batch sizes of the encoder timings")
+    parser.add_argument("--lengths", type=float, nargs="+", default=[5.0, 15.0],
+                        help="audio lengths (s) of the encoder timings")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (encoder timings)")
     args = parser.parse_args(cmd)
     torch.set_num_threads(args.threads)
 
@@ -110,10 +120,34 @@ def main(cmd: Optional[list] = None) -> None:
           f"(single-exit model: {count(single) / 1e6:.2f} M); encoder {count(model.encoder) / 1e6:.2f} M; "
           f"per CTC head {head / 1e6:.3f} M")
 
-    batch = random_batch(args.batch_size, args.seconds, args.vocab_size)
     if not args.no_train_step:
+        batch = random_batch(args.batch_size, args.seconds, args.vocab_size)
         time_train_steps(model, single, batch, args.steps, len(exits))
-    time_exits(model, batch, args.steps)
+    espnet_encoder = espnet_twin(model, config)
+    device = torch.device(args.device)
+    model.to(device), espnet_encoder.to(device)
+    for batch_size in args.batch_sizes:
+        for seconds in args.lengths:
+            batch = random_batch(batch_size, seconds, args.vocab_size)
+            print(f"\n## batch {batch_size} x {seconds:g} s, {args.device}")
+            time_exits(model, espnet_encoder, [t.to(device) for t in batch], args.steps, device)
+
+
+def espnet_twin(model, config):
+    """ESPnet's own encoder class with the same configuration and weights as ``model.encoder``."""
+    from espnet_eexit.registration import ENCODERS, load_class
+
+    encoder = model.encoder
+    ours = load_class(ENCODERS[config["encoder"]])
+    espnet_cls = next(b for b in ours.__mro__[1:] if b.__module__.startswith("espnet2"))
+    conf = {k: v for k, v in config.get("encoder_conf", {}).items()
+            if k not in ("exit_layers", "exit_norm", "subsampling_channels")}
+    input_size = model.frontend.output_size() if model.frontend is not None else config["input_size"]
+    twin = espnet_cls(input_size, **conf)
+    twin.embed = copy.deepcopy(encoder.embed)  # e.g. a narrow front end: compare like with like
+    missing, unexpected = twin.load_state_dict(encoder.state_dict(), strict=False)
+    assert not missing and all(k.startswith("exit_norms.") for k in unexpected), (missing, unexpected)
+    return twin.eval()
 
 
 def time_train_steps(model, single, batch, steps_n: int, num_exits: int) -> None:
@@ -133,28 +167,76 @@ def time_train_steps(model, single, batch, steps_n: int, num_exits: int) -> None
           f"ratio {t_multi / t_single:.3f}")
 
 
-def time_exits(model, batch, steps_n: int) -> None:
+def layer_times(encoder, feats, feat_lens, steps_n: int):
+    """Median front-end time and per-layer times of full-depth runs (forward hooks)."""
+    starts, per_layer = {}, {i: [] for i in range(len(encoder.encoders))}
+    handles = []
+    for i, layer in enumerate(encoder.encoders):
+        handles.append(layer.register_forward_pre_hook(
+            lambda m, inp, i=i: starts.__setitem__(i, time.perf_counter())))
+        handles.append(layer.register_forward_hook(
+            lambda m, inp, out, i=i: per_layer[i].append(time.perf_counter() - starts[i])))
+    try:
+        for _ in range(steps_n):
+            encoder(feats, feat_lens)
+    finally:
+        for h in handles:
+            h.remove()
+    front = median_time(lambda: encoder.start(feats, feat_lens), steps_n)
+    return front, [statistics.median(per_layer[i]) for i in sorted(per_layer)]
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory(device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB (CUDA allocator peak)"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (process peak RSS so far)"
+
+
+def time_exits(model, espnet_encoder, batch, steps_n: int, device=torch.device("cpu")) -> None:
     exits = model.exit_layers
     model.eval()
-    feats, feat_lens = model.encoder_input(batch[0], batch[1])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     with torch.no_grad():
+        feats, feat_lens = model.encoder_input(batch[0], batch[1])
+
+        def run(fn):
+            def timed():
+                fn()
+                _sync(device)
+            return timed
+
         model.encoder(feats, feat_lens)  # warm-up
-        enc_times = {k: median_time(lambda k=k: model.encoder(feats, feat_lens, max_exit_layer=k),
+        espnet_encoder(feats, feat_lens)
+        enc_times = {k: median_time(run(lambda k=k: model.encoder(feats, feat_lens, max_exit_layer=k)),
                                     steps_n) for k in exits}
-        front = median_time(lambda: model.encoder.start(feats, feat_lens), steps_n)
+        # ours and ESPnet's, interleaved so that load changes hit both alike
+        ours, theirs = [], []
+        for _ in range(steps_n):
+            ours.append(median_time(run(lambda: model.encoder(feats, feat_lens)), 1))
+            theirs.append(median_time(run(lambda: espnet_encoder(feats, feat_lens)), 1))
+        front, layers = layer_times(model.encoder, feats, feat_lens, steps_n)
     full = enc_times[exits[-1]]
-    num_layers = model.encoder.num_layers
+    total = front + sum(layers)
     print(f"front end (subsampling + positional encoding): {front:.4f} s = "
           f"{front / full:.3f} of the full-depth encoder")
-    print("encoder time to exit k (eval, no grad); ideal = (front end + k layers) / (front end + L "
-          "layers) with the layers' mean cost measured as (full - front end) / L:")
-    print("| exit k | k/L | time (s) | time / full | ideal | time / ideal |")
+    print(f"full depth: ours {statistics.median(ours):.4f} s, ESPnet's "
+          f"{type(espnet_encoder).__name__} {statistics.median(theirs):.4f} s, ratio "
+          f"{statistics.median(ours) / statistics.median(theirs):.3f}")
+    print("| exit k | k/L | time (s) | time / full | ideal (per-layer timings) | time / ideal |")
     print("|---|---|---|---|---|---|")
+    num_layers = model.encoder.num_layers
     for k in exits:
-        ideal = (front + k * (full - front) / num_layers) / full
+        ideal = (front + sum(layers[:k])) / total
         ratio = enc_times[k] / full
         print(f"| {k} | {k / num_layers:.2f} | {enc_times[k]:.4f} | {ratio:.3f} | {ideal:.3f} | "
               f"{ratio / ideal:.3f} |")
+    print(f"peak memory: {peak_memory(device)}")
 
 
 if __name__ == "__main__":
