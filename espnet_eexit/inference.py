@@ -10,12 +10,13 @@ LM, ...) scoring with the chosen exit's own CTC head and decoder:
 * every exit in one pass (:meth:`EarlyExitSpeech2Text.decode_all_exits`), with every confidence
   measure recorded per exit, for scoring each exit and sweeping policy thresholds offline.
 """
+import logging
 import math
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from espnet2.bin.asr_inference import Speech2Text
-from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
+from espnet.nets.beam_search import Hypothesis
 from espnet.nets.scorers.ctc import CTCPrefixScorer
 
 from espnet_eexit.errors import EarlyExitConfigError
@@ -31,6 +32,11 @@ from espnet_eexit.model import EarlyExitASRModel, ExitDecision
 
 # ESPnet's n-best result: (text, tokens, token ids, Hypothesis)
 Results = List[tuple]
+
+
+def empty_results(nbest: int) -> Results:
+    """What ESPnet's inference writes for an utterance too short to decode."""
+    return [[" ", ["<space>"], [2], Hypothesis(score=0.0, scores={}, states={}, yseq=[])]] * nbest
 
 
 class ExitConfidences(NamedTuple):
@@ -135,8 +141,9 @@ class EarlyExitSpeech2Text(Speech2Text):
 
     def _decode_from(self, layer: int, hidden: torch.Tensor) -> Results:
         """ESPnet's n-best results for one utterance's (T', D) exit output."""
-        if hidden.size(0) == 0:
-            raise TooShortUttError("has no encoder frames left after subsampling", 0, 1)
+        if hidden.size(0) == 0:  # as ESPnet's inference does for a too-short utterance
+            logging.warning("an utterance has no encoder frames after subsampling: empty result")
+            return empty_results(self.nbest)
         self.use_exit(layer)
         return self._decode_single_sample(hidden)
 

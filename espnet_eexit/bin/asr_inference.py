@@ -34,14 +34,13 @@ import torch
 from espnet2.bin import asr_inference as espnet_asr_inference
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.tasks.asr import ASRTask
-from espnet2.utils import config_argparse  # noqa: F401
 from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_none
 from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_eexit.bin.cli import run_main
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_policy import EXIT_POLICIES, build_exit_policy
-from espnet_eexit.inference import EarlyExitSpeech2Text
+from espnet_eexit.inference import EarlyExitSpeech2Text, empty_results
 
 
 def get_parser():
@@ -120,12 +119,6 @@ def _write_nbest(writer: DatadirWriter, key: str, results, nbest: int) -> None:
             best["text"][key] = text
 
 
-def _empty_results(nbest: int):
-    from espnet.nets.beam_search import Hypothesis
-
-    return [[" ", ["<space>"], [2], Hypothesis(score=0.0, scores={}, states={}, yseq=[])]] * nbest
-
-
 def _fmt(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.4f}"
 
@@ -170,7 +163,7 @@ def _own_loop(args, speech2text: EarlyExitSpeech2Text) -> None:
                 logging.warning(f"Utterance {keys} {e}")
                 for key in keys:
                     for k, w in writers.items():
-                        _write_nbest(w, key, _empty_results(args.nbest), args.nbest)
+                        _write_nbest(w, key, empty_results(args.nbest), args.nbest)
                         if args.all_exits:
                             w["confidence"][key] = "- - -"
                         else:

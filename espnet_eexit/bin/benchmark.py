@@ -213,14 +213,22 @@ def time_exits(model, espnet_encoder, batch, steps_n: int, device=torch.device("
 
         model.encoder(feats, feat_lens)  # warm-up
         espnet_encoder(feats, feat_lens)
-        enc_times = {k: median_time(run(lambda k=k: model.encoder(feats, feat_lens, max_exit_layer=k)),
-                                    steps_n) for k in exits}
-        # ours and ESPnet's, interleaved so that load changes hit both alike
-        ours, theirs = [], []
+        # Every exit, ours at full depth and ESPnet's, interleaved round by round so that load
+        # changes hit all alike; the per-layer timings (for the ideal ratio) likewise.
+        per_exit = {k: [] for k in exits}
+        ours, theirs, fronts, layer_runs = [], [], [], []
         for _ in range(steps_n):
+            for k in exits:
+                per_exit[k].append(median_time(
+                    run(lambda k=k: model.encoder(feats, feat_lens, max_exit_layer=k)), 1))
             ours.append(median_time(run(lambda: model.encoder(feats, feat_lens)), 1))
             theirs.append(median_time(run(lambda: espnet_encoder(feats, feat_lens)), 1))
-        front, layers = layer_times(model.encoder, feats, feat_lens, steps_n)
+            front_1, layers_1 = layer_times(model.encoder, feats, feat_lens, 1)
+            fronts.append(front_1)
+            layer_runs.append(layers_1)
+        enc_times = {k: statistics.median(v) for k, v in per_exit.items()}
+        front = statistics.median(fronts)
+        layers = [statistics.median(run_[i] for run_ in layer_runs) for i in range(len(layer_runs[0]))]
     full = enc_times[exits[-1]]
     total = front + sum(layers)
     print(f"front end (subsampling + positional encoding): {front:.4f} s = "

@@ -11,7 +11,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 # "| Sum/Avg |   40   196 | 80.1  15.3   4.6   2.0  21.9  60.0 |"
 _SUM_LINE = re.compile(r"Sum/Avg\s*\|\s*(\d+)\s+(\d+)\s*\|\s*([\d.\s]+)\|")

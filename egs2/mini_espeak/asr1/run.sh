@@ -19,4 +19,5 @@ set -euo pipefail
     --asr_tag eexit_conformer_mini \
     --asr_config conf/train_asr_eexit_conformer_mini.yaml \
     --inference_config conf/decode_ctc.yaml \
+    --exit_policies "entropy:0.3 nbest_posterior:0.9" \
     "$@"

@@ -39,4 +39,5 @@ esac
     --local_data_opts "--corpus_size ${corpus_size}" \
     --asr_config conf/train_asr_eexit_conformer.yaml \
     --inference_config conf/decode_ctc.yaml \
+    --exit_policies "entropy:0.3 nbest_posterior:0.9" \
     "${asr_sh_args[@]}"
