@@ -59,3 +59,19 @@ def test_exit_that_is_not_in_the_model_is_a_clear_error(aed_files):
     with pytest.raises(EarlyExitConfigError, match=r"exit layer 3 is not an exit of this model; its exits are \[2, 4, 6\]"):
         EarlyExitSpeech2Text(asr_train_config=aed_files / "config.yaml",
                              asr_model_file=aed_files / "model.pth", exit_layer=3)
+
+
+def test_aed_policy_decodes_each_utterance_with_its_exits_decoder(aed_files):
+    from espnet_eexit.exit_policy import build_exit_policy
+
+    s2t = EarlyExitSpeech2Text(asr_train_config=aed_files / "config.yaml",
+                               asr_model_file=aed_files / "model.pth", ctc_weight=0.3, beam_size=2,
+                               maxlenratio=0.3, exit_policy=build_exit_policy("entropy", 1.0))
+    model = s2t.asr_model
+    used = []
+    for k in model.exit_layers:
+        model.decoder_for_exit(k).output_layer.register_forward_hook(lambda *_, k=k: used.append(k))
+    speech = torch.randn(2, 4000)
+    decided = s2t.decode_batch(speech, torch.tensor([4000, 3000]))
+    assert [d.layer for d, _ in decided] == [2, 2] and set(used) == {2}
+    assert s2t.beam_search.full_scorers["decoder"] is model.decoder_for_exit(2)
