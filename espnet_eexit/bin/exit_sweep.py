@@ -28,6 +28,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from espnet_eexit.datadir import read_kaldi_text
 from espnet_eexit.exit_policy import CONFIDENCE_POLICIES
 
 # Higher value = more confident, except for entropy.
@@ -42,15 +43,6 @@ class SweepPoint(NamedTuple):
     wer: float
     errors: int
     words: int
-
-
-def read_text(path: Path) -> Dict[str, str]:
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, text = line.partition(" ")
-        if key:
-            out[key] = text.strip()
-    return out
 
 
 def read_confidence(path: Path) -> Dict[str, Dict[str, float]]:
@@ -146,7 +138,7 @@ def sweep(decode_dir: Path, refs: Dict[str, str], num_layers: int, scorer: Score
         for name in ("text", "confidence"):
             if not (decode_dir / f"exit{k}" / name).is_file():
                 raise FileNotFoundError(f"{decode_dir / f'exit{k}' / name} is missing")
-        texts[k] = read_text(decode_dir / f"exit{k}" / "text")
+        texts[k] = read_kaldi_text(decode_dir / f"exit{k}" / "text")
         conf[k] = read_confidence(decode_dir / f"exit{k}" / "confidence")
     keys = scorer.keys
     missing = [key for key in keys if any(key not in conf[k] for k in layers)]
@@ -261,7 +253,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     for decode_dir, data_dir in zip(args.decode_dirs, args.data_dir):
         if not (data_dir / "text").is_file():
             parser.error(f"missing file: {data_dir / 'text'}")
-        refs = read_text(data_dir / "text")
+        refs = read_kaldi_text(data_dir / "text")
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 rows = sweep(decode_dir, refs, args.num_layers, Scorer(refs, sclite, Path(tmp)),

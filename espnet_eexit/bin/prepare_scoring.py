@@ -16,14 +16,7 @@ from typing import Dict, List, Optional
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.cleaner import TextCleaner
 
-
-def read_kaldi_text(path: Path) -> Dict[str, str]:
-    texts = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, text = line.partition(" ")
-        if key:
-            texts[key] = text.strip()
-    return texts
+from espnet_eexit.datadir import read_kaldi_text
 
 
 def write_trn(path: Path, keys: List[str], texts: Dict[str, str], utt2spk, tokenizer, clean) -> None:
