@@ -80,13 +80,19 @@ def mean_max_posterior(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.
 
 
 def ctc_prefix_beam_search(
-    log_probs: torch.Tensor, beam: int, blank: int = 0, token_beam: Optional[int] = None
+    log_probs: torch.Tensor,
+    beam: int,
+    blank: int = 0,
+    token_beam: Optional[int] = None,
+    min_label_log_prob: float = -10.0,
 ) -> List[Tuple[Tuple[int, ...], float]]:
     """N-best label sequences of one utterance under CTC, with their log-probabilities.
 
     The standard prefix beam search: every prefix keeps the probability of its paths ending in
     blank and in its last label, so different alignments of one label sequence are summed. At each
-    frame only the ``token_beam`` most likely labels are tried (default: ``beam``).
+    frame only the ``token_beam`` most likely labels (default: ``beam``) whose log-posterior is at
+    least ``min_label_log_prob`` are tried as extensions — on a trained model most frames are
+    almost surely blank and then cost one update per prefix (``-inf`` = no such pruning).
 
     Args:
         log_probs: (T, V) log-posteriors of one utterance (valid frames only).
@@ -101,9 +107,12 @@ def ctc_prefix_beam_search(
     # prefix -> (log P(prefix, path ends in blank), log P(prefix, path ends in its last label))
     beams: Dict[Tuple[int, ...], Tuple[float, float]] = {(): (0.0, neg_inf)}
     top_values, top_labels = lp.topk(min(token_beam, lp.size(1)), dim=-1)
-    for t in range(lp.size(0)):
-        p_blank = float(lp[t, blank])
-        candidates = [(int(c), float(v)) for c, v in zip(top_labels[t], top_values[t]) if c != blank]
+    rows = lp.tolist()  # plain lists: indexing them is far cheaper than indexing a tensor
+    top_values, top_labels = top_values.tolist(), top_labels.tolist()
+    for t, row in enumerate(rows):
+        p_blank = row[blank]
+        candidates = [(c, v) for c, v in zip(top_labels[t], top_values[t])
+                      if c != blank and v >= min_label_log_prob]
         new: Dict[Tuple[int, ...], List[float]] = {}
 
         def add(prefix, blank_lp, label_lp):
@@ -118,8 +127,7 @@ def ctc_prefix_beam_search(
             total = _logaddexp(pb, pnb)
             add(prefix, total + p_blank, neg_inf)  # stay: emit blank
             if prefix:  # stay: repeat the last label (collapses)
-                last_lp = float(lp[t, prefix[-1]])
-                add(prefix, neg_inf, pnb + last_lp)
+                add(prefix, neg_inf, pnb + row[prefix[-1]])
             for c, c_lp in candidates:
                 extended = prefix + (c,)
                 if prefix and c == prefix[-1]:
