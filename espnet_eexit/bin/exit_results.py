@@ -92,7 +92,8 @@ def update_section(path: Path, key: str, body: str) -> None:
     section = f"{begin}\n{body.strip()}\n{end}\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1].lstrip("\n")
+        rest = rest.split(end, 1)[1].lstrip("\n")
+        text = head + section + ("\n" + rest if rest else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     tmp = path.with_name(path.name + ".tmp")

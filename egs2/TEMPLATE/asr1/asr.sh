@@ -412,9 +412,11 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
     echo "${run_args} --stage 12 \"\$@\"; exit \$?" > "${asr_exp}/${inference_tag}/run.sh"
     chmod +x "${asr_exp}/${inference_tag}/run.sh"
     # One decoding run = split the keys, ${_nj} jobs of asr_inference, merge the outputs.
+    # Sets _logdir and _merge_nj for merge_files.
     decode_run() {  # <out_dir> <data_dir> <asr_inference options...>
-        local out=$1 data=$2 logdir=$1/logdir nj n f split_files=""
+        local data=$2 logdir=$1/logdir nj n split_files=""
         shift 2
+        rm -rf "${logdir}"  # no outputs of an earlier run (e.g. with more jobs) get merged
         mkdir -p "${logdir}"
         nj=$(min "${inference_nj}" "$(wc -l < "${data}/wav.scp")")
         for n in $(seq "${nj}"); do split_files+=" ${logdir}/keys.${n}.scp"; done
@@ -430,6 +432,7 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
                 --asr_model_file "${asr_exp}/${inference_asr_model}" \
                 --output_dir "${logdir}/output.JOB" ${_opts} ${inference_args} "$@" \
             || { tail -n 20 "${logdir}/asr_inference.1.log" >&2; exit 1; }
+        _logdir=${logdir}
         _merge_nj=${nj}
     }
     merge_files() {  # <dest_dir> <path under output.N> <files...>
@@ -446,7 +449,6 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
         _data=${data_feats}/${dset}
         need "${_data}/wav.scp"
         # Every exit from one encoder pass, with every policy's confidence per exit (for the sweep).
-        _logdir=${asr_exp}/${inference_tag}/${dset}/logdir
         decode_run "${asr_exp}/${inference_tag}/${dset}" "${_data}" --all_exits true
         for k in ${exit_layers}; do
             _dir=${asr_exp}/${inference_tag}/${dset}/exit${k}
@@ -457,11 +459,11 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
         # Dynamic exits for real: the encoder stops at each utterance's exit (depth counted by hooks).
         for spec in ${exit_policies}; do
             _dir=${asr_exp}/${inference_tag}/${dset}/policy_${spec/:/_}
-            _logdir=${_dir}/logdir
             decode_run "${_dir}" "${_data}" --exit_policy "${spec%%:*}" --exit_threshold "${spec#*:}"
             merge_files "${_dir}" 1best_recog token token_int score text
             merge_files "${_dir}" . exit
-            ${python} -m espnet_eexit.exit_info "${_dir}/exit_info" "${_logdir}"/output.*/exit_info
+            ${python} -m espnet_eexit.exit_info "${_dir}/exit_info" \
+                $(for n in $(seq "${_merge_nj}"); do echo "${_logdir}/output.${n}/exit_info"; done)
             log "  ${dset} ${spec}: $(grep -E '^(mean_exit_layer|relative_depth)' "${_dir}/exit_info" | tr '\n' ' ')"
         done
     done
