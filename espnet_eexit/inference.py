@@ -92,7 +92,6 @@ class EarlyExitSpeech2Text(Speech2Text):
         self.layers_computed = 0  # layer calls x batch size, counted by hooks
         self.utterances = 0
         self.exit_counts: Dict[int, int] = {}
-        self._batch_size = 1
         for layer in encoder.encoders:
             layer.register_forward_hook(self._count_layer)
 

@@ -263,7 +263,7 @@ class EarlyExitASRModel(ESPnetASRModel):
             out = self._post_encode(encoder.exit_output(state))
             is_last = i == len(self.exit_layers) - 1
             log_probs = None
-            if getattr(policy, "needs_posteriors", True):
+            if policy.needs_posteriors:
                 head = self.ctc_for_exit(layer)
                 if head is None:
                     raise EarlyExitConfigError(
@@ -290,7 +290,7 @@ class EarlyExitASRModel(ESPnetASRModel):
             if keep.numel() == 0:
                 break
             state = state.select(keep.to(out.lengths.device))
-            running = running[keep]
+            running = running[keep.cpu()]  # bookkeeping stays on the CPU whatever the device
         return decisions  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ losses
