@@ -8,10 +8,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def copy_recipe(root: Path, name: str) -> Path:
-    """A copy of ``egs2/<name>/asr1`` in ``root`` with the repository's tools/ and TEMPLATE linked in."""
-    (root / "egs2").mkdir(parents=True)
-    (root / "tools").symlink_to(REPO / "tools")
-    (root / "egs2" / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
+    """A copy of ``egs2/<name>/asr1`` in ``root`` with the repository's tools/, conf/ and TEMPLATE
+    linked in (call it again with the same root for recipes that link each other)."""
+    (root / "egs2").mkdir(parents=True, exist_ok=True)
+    for link, target in ((root / "tools", REPO / "tools"), (root / "conf", REPO / "conf"),
+                         (root / "egs2" / "TEMPLATE", REPO / "egs2" / "TEMPLATE")):
+        if not link.is_symlink():
+            link.symlink_to(target)
     recipe = root / "egs2" / name / "asr1"
     shutil.copytree(REPO / "egs2" / name / "asr1", recipe, symlinks=True,
                     ignore=shutil.ignore_patterns("data", "dump", "exp", "RESULTS.md"))

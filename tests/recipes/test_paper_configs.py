@@ -1,0 +1,125 @@
+"""The paper's configs (conf/paper = egs2/{librispeech,librispeech_100,tedlium3}/asr1/conf): each
+builds through ESPnet's ASRTask from its YAML exactly as asr_train reads it, and trains one step
+on a tiny batch; the CTC model's size against the paper's; the AED model decodes from two exits
+with each exit's own decoder."""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from espnet_eexit.inference import EarlyExitSpeech2Text
+from espnet_eexit.tasks.asr import EarlyExitASRTask
+from recipe_helpers import REPO
+
+CONF = REPO / "conf" / "paper"
+TOKENS = ["<blank>", "<unk>"] + [f"t{i}" for i in range(253)] + ["<sos/eos>"]  # BPE 256's size
+CONFORMER_CONFIGS = sorted(p for p in [*CONF.glob("train_asr_eexit_conformer_*.yaml"),
+                                       *CONF.glob("tuning/*.yaml")])
+
+
+def build(config: Path, **overrides) -> torch.nn.Module:
+    args = EarlyExitASRTask.get_parser().parse_args(["--config", str(config)])
+    args.token_list = list(TOKENS)
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    torch.manual_seed(0)
+    return EarlyExitASRTask.build_model(args)
+
+
+def tiny_batch():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([8000, 6400])
+    speech = 0.1 * torch.randn(2, 8000, generator=g)
+    text = torch.randint(2, 255, (2, 4), generator=g)
+    return speech, lengths, text, torch.tensor([4, 3])
+
+
+def test_every_paper_experiment_has_its_config():
+    names = {p.relative_to(CONF).as_posix() for p in CONF.rglob("*.yaml")}
+    expected = {"train_asr_eexit_conformer_ctc.yaml", "train_asr_eexit_conformer_aed.yaml",
+                "train_asr_eexit_wav2vec2_ctc.yaml", "train_asr_eexit_wavlm_ctc.yaml",
+                "decode_asr_ctc.yaml", "decode_asr_aed.yaml"}
+    expected |= {f"tuning/train_asr_conformer_single_exit_l{k}.yaml" for k in (2, 4, 6, 8, 10, 12)}
+    assert expected <= names, expected - names
+    for recipe in ("librispeech", "librispeech_100", "tedlium3"):
+        conf = REPO / "egs2" / recipe / "asr1" / "conf"
+        assert conf.resolve() == CONF.resolve(), recipe
+        run_sh = (REPO / "egs2" / recipe / "asr1" / "run.sh").read_text()
+        for name in sorted(expected - {"decode_asr_ctc.yaml"}):
+            stem = re.sub(r"_l\d+\.yaml$", "_l${k}.yaml", name)  # the baselines: one for-loop line
+            assert f"conf/{stem}" in run_sh, (recipe, name)  # the header lists every experiment
+
+
+@pytest.mark.parametrize("config", CONFORMER_CONFIGS, ids=lambda p: p.name)
+def test_config_builds_and_trains_one_step(config):
+    conf = yaml.safe_load(config.read_text())
+    model = build(config)
+    exits = conf["encoder_conf"]["exit_layers"]
+    assert model.exit_layers == exits
+    assert model.encoder.num_layers == conf["encoder_conf"]["num_blocks"]
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    before = model.ctc_for_exit(exits[0]).ctc_lo.weight.detach().clone()
+    loss, stats, _ = model(*tiny_batch())
+    loss.backward()
+    optim.step()
+    assert torch.isfinite(loss)
+    for k in exits:
+        assert torch.isfinite(stats[f"loss_ctc_exit{k}"]), k
+        if conf["model_conf"]["ctc_weight"] < 1.0:
+            assert torch.isfinite(stats[f"loss_att_exit{k}"]), k
+    assert not torch.equal(before, model.ctc_for_exit(exits[0]).ctc_lo.weight)
+
+
+def test_paper_ctc_model_size_against_the_paper():
+    """The paper reports ~31.5 M parameters for its 12-layer, 6-exit Conformer-CTC. ESPnet's
+    conv2d subsampling (2 convolutions with d=256 channels + a linear layer) and the relative-
+    position projections of each self-attention (linear_pos + the two bias vectors) are extra;
+    without them the count must land on the paper's."""
+    model = build(CONF / "train_asr_eexit_conformer_ctc.yaml")
+    total = sum(p.numel() for p in model.parameters())
+    subsampling = sum(p.numel() for p in model.encoder.embed.parameters())
+    rel_pos = sum(p.numel() for name, p in model.encoder.named_parameters()
+                  if "linear_pos" in name or "pos_bias" in name)
+    heads = sum(p.numel() for k in model.exit_layers for p in model.ctc_for_exit(k).parameters())
+    assert len({id(model.ctc_for_exit(k)) for k in model.exit_layers}) == 6  # 6 own CTC heads
+    print(f"paper CTC config: {total / 1e6:.2f} M parameters = {subsampling / 1e6:.2f} M conv2d "
+          f"subsampling + {rel_pos / 1e6:.2f} M relative-position + {heads / 1e6:.2f} M CTC heads "
+          f"+ {(total - subsampling - rel_pos - heads) / 1e6:.2f} M the rest")
+    assert 1.7e6 < subsampling < 2.0e6 and 0.7e6 < rel_pos < 0.9e6
+    assert abs((total - subsampling - rel_pos) - 31.5e6) < 0.5e6
+
+
+def test_paper_aed_decodes_two_exits_with_their_own_decoders(tmp_path):
+    config = CONF / "train_asr_eexit_conformer_aed.yaml"
+    model = build(config)
+    # config.yaml as asr_train dumps it: every option, from the YAML over ESPnet's defaults
+    conf = vars(EarlyExitASRTask.get_parser().parse_args(["--config", str(config)]))
+    conf.update(token_list=list(TOKENS), token_type="bpe", config=None)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+    speech = tiny_batch()[0][0, :6400]
+    for k in (2, 6):
+        s2t = EarlyExitSpeech2Text(asr_train_config=tmp_path / "config.yaml",
+                                   asr_model_file=tmp_path / "model.pth", exit_layer=k,
+                                   beam_size=2, ctc_weight=0.3, maxlenratio=0.1)
+        calls = {}
+        for layer in s2t.asr_model.exit_layers:
+            decoder = s2t.asr_model.decoder_for_exit(layer)
+            decoder.register_forward_hook(lambda *a, layer=layer: calls.__setitem__(layer, calls.get(layer, 0) + 1))
+            decoder.batch_score = _counting(decoder.batch_score, calls, layer)
+        layers_run = []
+        for i, block in enumerate(s2t.asr_model.encoder.encoders, 1):
+            block.register_forward_hook(lambda *a, i=i: layers_run.append(i))
+        results = s2t(speech)
+        assert len(results) >= 1
+        assert set(calls) == {k}, calls  # only exit k's decoder scored hypotheses
+        assert sorted(set(layers_run)) == list(range(1, k + 1))  # layers above exit k never ran
+
+
+def _counting(fn, calls, layer):
+    def wrapper(*args, **kwargs):
+        calls[layer] = calls.get(layer, 0) + 1
+        return fn(*args, **kwargs)
+    return wrapper
