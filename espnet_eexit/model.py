@@ -115,7 +115,7 @@ class EarlyExitASRModel(ESPnetASRModel):
         if not isinstance(encoder, EarlyExitEncoderMixin):
             raise EarlyExitConfigError(
                 f"model: eexit needs an early-exit encoder (eexit_conformer, eexit_transformer, "
-                f"eexit_e_branchformer); got {type(encoder).__name__}"
+                f"eexit_e_branchformer, eexit_hf_wav2vec2); got {type(encoder).__name__}"
             )
         if joint_network is not None or isinstance(decoder, LinearDecoder):
             raise EarlyExitConfigError(

@@ -17,6 +17,8 @@ ENCODERS = {
     "eexit_conformer": "espnet_eexit.encoder.conformer:EarlyExitConformerEncoder",
     "eexit_transformer": "espnet_eexit.encoder.transformer:EarlyExitTransformerEncoder",
     "eexit_e_branchformer": "espnet_eexit.encoder.e_branchformer:EarlyExitEBranchformerEncoder",
+    # one name for wav2vec2, HuBERT and WavLM checkpoints (the type comes from their config)
+    "eexit_hf_wav2vec2": "espnet_eexit.encoder.hf_wav2vec2:EarlyExitHFWav2Vec2Encoder",
 }
 MODELS = {"eexit": "espnet_eexit.model:EarlyExitASRModel"}
 

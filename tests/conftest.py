@@ -53,6 +53,14 @@ def batch(batch_size: int = 3, seed: int = 0):
     return speech, lengths, text, text_lengths
 
 
+def count_layer_calls(encoder) -> list:
+    """A list that records the 1-based index of every encoder layer call (forward hooks)."""
+    calls = []
+    for idx, layer in enumerate(encoder.encoders):
+        layer.register_forward_hook(lambda *_, idx=idx: calls.append(idx + 1))
+    return calls
+
+
 @pytest.fixture
 def small_batch():
     return batch()

@@ -172,6 +172,8 @@ class EarlyExitEncoderMixin:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "__init__" in vars(cls):
+            return  # a backbone with its own constructor (not an ESPnet encoder) keeps it
         espnet_encoder = next(b for b in cls.__mro__[1:] if b is not EarlyExitEncoderMixin
                               and "__init__" in vars(b))
 
@@ -272,13 +274,17 @@ class EarlyExitEncoderMixin:
             xs = xs_pad
         return EncoderState(xs=xs, masks=masks, depth=0)
 
-    def advance(self, state: EncoderState, layer: int) -> EncoderState:
-        """Run layers ``state.depth + 1 .. layer`` (1-based) and nothing else."""
+    def check_advance(self, state: EncoderState, layer: int) -> None:
+        """Raise a clear error unless layers ``state.depth + 1 .. layer`` exist."""
         if not state.depth <= layer <= self.num_layers:
             raise EarlyExitConfigError(
                 f"cannot advance from layer {state.depth} to layer {layer} "
                 f"(the encoder has {self.num_layers} layers)"
             )
+
+    def advance(self, state: EncoderState, layer: int) -> EncoderState:
+        """Run layers ``state.depth + 1 .. layer`` (1-based) and nothing else."""
+        self.check_advance(state, layer)
         xs, masks = state.xs, state.masks
         drop_rate = getattr(self.encoders, "layer_drop_rate", 0.0) if self.training else 0.0
         checkpointed = getattr(self, "gradient_checkpoint_layers", ())

@@ -5,6 +5,7 @@ from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 
+from conftest import count_layer_calls
 from espnet_eexit.encoder.conformer import EarlyExitConformerEncoder
 from espnet_eexit.encoder.e_branchformer import EarlyExitEBranchformerEncoder
 from espnet_eexit.encoder.early_exit import default_exit_layers
@@ -34,13 +35,6 @@ def features(lengths=(60, 48, 33), seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(len(lengths), max(lengths), IN_DIM, generator=g)
     return x, torch.tensor(lengths)
-
-
-def count_layer_calls(encoder):
-    calls = []
-    for idx, layer in enumerate(encoder.encoders):
-        layer.register_forward_hook(lambda *_, idx=idx: calls.append(idx + 1))
-    return calls
 
 
 def test_default_exits_follow_the_paper():

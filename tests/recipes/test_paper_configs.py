@@ -123,3 +123,32 @@ def _counting(fn, calls, layer):
         calls[layer] = calls.get(layer, 0) + 1
         return fn(*args, **kwargs)
     return wrapper
+
+
+@pytest.mark.parametrize("name", ["wav2vec2", "wavlm"])
+def test_pretrained_backbone_config_fine_tunes_with_exits(name, tmp_path):
+    """The wav2vec2/WavLM configs, with their hub model swapped for a tiny random 12-layer model of
+    the same type saved here (no download): 6 exits train, the CNN and (for the first
+    freeze_transformer_steps updates) the transformer stay frozen, only the exit heads learn."""
+    from transformers import AutoModel, Wav2Vec2Config, WavLMConfig
+
+    tiny = dict(hidden_size=32, num_hidden_layers=12, num_attention_heads=2, intermediate_size=64,
+                conv_dim=(32, 32), conv_kernel=(10, 3), conv_stride=(5, 2),
+                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    torch.manual_seed(0)
+    config_class = Wav2Vec2Config if name == "wav2vec2" else WavLMConfig
+    AutoModel.from_config(config_class(**tiny)).save_pretrained(tmp_path / name)
+    config = CONF / f"train_asr_eexit_{name}_ctc.yaml"
+    conf = yaml.safe_load(config.read_text())
+    encoder_conf = dict(conf["encoder_conf"], hf_model=str(tmp_path / name))
+    model = build(config, encoder_conf=encoder_conf)
+    model.train()
+    assert model.exit_layers == [2, 4, 6, 8, 10, 12]
+    loss, stats, _ = model(*tiny_batch())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(stats[f"loss_ctc_exit{k}"]) for k in model.exit_layers)
+    hf = model.encoder.hf
+    assert all(p.grad is None for p in hf.feature_extractor.parameters())
+    assert all(p.grad is None for p in hf.encoder.layers.parameters())  # frozen for 10000 steps
+    assert all(model.ctc_for_exit(k).ctc_lo.weight.grad is not None for k in model.exit_layers)
