@@ -15,8 +15,10 @@ from recipe_helpers import REPO
 
 CONF = REPO / "conf" / "paper"
 TOKENS = ["<blank>", "<unk>"] + [f"t{i}" for i in range(253)] + ["<sos/eos>"]  # BPE 256's size
-CONFORMER_CONFIGS = sorted(p for p in [*CONF.glob("train_asr_eexit_conformer_*.yaml"),
-                                       *CONF.glob("tuning/*.yaml")])
+SYNTH_EN_CONF = REPO / "egs2" / "synth_en" / "asr1" / "conf"
+# the paper's and, at CPU scale, synth_en's (default, single-exit baselines, AED)
+CONFORMER_CONFIGS = sorted([*CONF.glob("train_asr_eexit_conformer_*.yaml"), *CONF.glob("tuning/*.yaml"),
+                            *SYNTH_EN_CONF.glob("train_*.yaml"), *SYNTH_EN_CONF.glob("tuning/*.yaml")])
 
 
 def build(config: Path, **overrides) -> torch.nn.Module:
@@ -52,7 +54,7 @@ def test_every_paper_experiment_has_its_config():
             assert f"conf/{stem}" in run_sh, (recipe, name)  # the header lists every experiment
 
 
-@pytest.mark.parametrize("config", CONFORMER_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", CONFORMER_CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
 def test_config_builds_and_trains_one_step(config):
     conf = yaml.safe_load(config.read_text())
     model = build(config)

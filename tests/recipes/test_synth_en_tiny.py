@@ -1,5 +1,5 @@
 """synth_en in tiny mode, stages 1-13 end to end (the recipe issue's CI check): TTS corpus ->
-BPE -> collect stats -> one training epoch of the 12-layer early-exit Conformer -> every exit
+characters -> collect stats -> one training epoch of the 12-layer early-exit Conformer -> every exit
 decoded and scored -> RESULTS.md with one numeric row per exit and the WER plot."""
 import shutil
 
@@ -22,7 +22,10 @@ def test_tiny_corpus_runs_every_stage(tmp_path):
     results = (recipe / "RESULTS.md").read_text()
     depths = {2: "0.17", 4: "0.33", 6: "0.50", 8: "0.67", 10: "0.83", 12: "1.00"}
     results_rows(results, depths, 2)  # test WER and CER per exit
-    exp = recipe / "exp" / "asr_train_asr_eexit_conformer_bpe64"
+    exp = recipe / "exp" / "asr_train_asr_eexit_conformer_char"  # characters by default
     assert (exp / "wer_per_exit.png").read_bytes()[:4] == b"\x89PNG"
-    assert (exp / "decode_ctc_greedy_asr_model_valid.loss.ave" / "test" / "exit12" / "score_ter"
-            / "result.txt").is_file()  # BPE: token error rate too
+    tokens = (recipe / "data" / "token_list" / "char" / "tokens.txt").read_text().split()
+    assert "<space>" in tokens and "E" in tokens and len(tokens) < 40
+    score = exp / "decode_ctc_greedy_asr_model_valid.loss.ave" / "test" / "exit12"
+    assert (score / "score_cer" / "result.txt").is_file()
+    assert not (score / "score_ter").exists()  # no BPE model: no token error rate
