@@ -10,14 +10,11 @@ import numpy as np
 import pytest
 import soundfile
 
+from espnet_eexit.datadir import read_kaldi_text
 from recipe_helpers import REPO, copy_recipe, run
 
 FS = 16000
 VALIDATE = REPO / "egs2" / "TEMPLATE" / "asr1" / "utils" / "validate_data_dir.sh"
-
-
-def read_kv(path: Path) -> dict:
-    return dict(line.split(" ", 1) for line in path.read_text().splitlines())
 
 
 def validate(data_dir: Path) -> None:
@@ -61,24 +58,34 @@ def test_librispeech_100_data_dirs(librispeech_100):
     for name, n in (("train", 4), ("dev", 8), ("dev_clean", 4), ("dev_other", 4),
                     ("test_clean", 4), ("test_other", 4)):
         validate(recipe / "data" / name)
-        assert len(read_kv(recipe / "data" / name / "text")) == n, name
+        assert len(read_kaldi_text(recipe / "data" / name / "text")) == n, name
     # train = train-clean-100 only (train-clean-360 exists in the copy but is not asked for)
-    text = read_kv(recipe / "data" / "train" / "text")
+    text = read_kaldi_text(recipe / "data" / "train" / "text")
     assert set(text.values()) == {"HELLO TRAIN-CLEAN-100 WORLD0", "HELLO TRAIN-CLEAN-100 WORLD1"}
     # speaker = <speaker>-<chapter>, audio = the .flac itself
-    assert read_kv(recipe / "data" / "train" / "utt2spk")["100-7-0001"] == "100-7"
-    assert read_kv(recipe / "data" / "train" / "wav.scp")["100-7-0001"] == str(
+    assert read_kaldi_text(recipe / "data" / "train" / "utt2spk")["100-7-0001"] == "100-7"
+    assert read_kaldi_text(recipe / "data" / "train" / "wav.scp")["100-7-0001"] == str(
         (corpus / "train-clean-100" / "100" / "7" / "100-7-0001.flac").resolve())
 
 
 def test_librispeech_flac_is_formatted_with_the_right_length(librispeech_100):
     recipe, _ = librispeech_100
-    samples = read_kv(recipe / "dump" / "raw" / "test_clean" / "utt2num_samples")
+    samples = read_kaldi_text(recipe / "dump" / "raw" / "test_clean" / "utt2num_samples")
     assert len(samples) == 4
     for utt, n in samples.items():
         assert int(n) == FS // 2 + 800 * int(utt[-1]), utt  # every sample of the .flac, no more
-    wav = read_kv(recipe / "dump" / "raw" / "test_clean" / "wav.scp")
+    wav = read_kaldi_text(recipe / "dump" / "raw" / "test_clean" / "wav.scp")
     assert all(p.endswith(".flac") and Path(p).is_file() for p in wav.values())  # --audio_format flac
+
+
+def test_librispeech_train_subsets_combine(tmp_path):
+    corpus = make_librispeech(tmp_path / "corpus")
+    recipe = copy_recipe(tmp_path, "librispeech")
+    run(recipe, "--librispeech_dir", str(corpus), "--train_subsets", "train-clean-100,train-clean-360",
+        "--stop_stage", "1")
+    text = read_kaldi_text(recipe / "data" / "train" / "text")
+    assert len(text) == 8
+    assert {t.split()[1] for t in text.values()} == {"TRAIN-CLEAN-100", "TRAIN-CLEAN-360"}
 
 
 def test_librispeech_missing_audio_is_named_and_nothing_is_overwritten(tmp_path):
@@ -141,19 +148,19 @@ def tedlium(tmp_path_factory):
 def test_tedlium_segments_text_and_filtering(tedlium):
     data = tedlium / "data" / "train"
     validate(data)
-    text = read_kv(data / "text")
+    text = read_kaldi_text(data / "text")
     # the ignore_time_segment_in_scoring and the <unk>-only segments are dropped
     assert text == {"AliceTalk_2010-0000050-0000150": "it's a talk",
                     "AliceTalk_2010-0000300-0000400": "we're done"}
     segments = {line.split()[0]: line.split()[1:] for line in (data / "segments").read_text().splitlines()}
     assert segments["AliceTalk_2010-0000300-0000400"] == ["AliceTalk_2010", "3.00", "4.00"]
-    assert read_kv(data / "utt2spk")["AliceTalk_2010-0000050-0000150"] == "AliceTalk_2010"
+    assert read_kaldi_text(data / "utt2spk")["AliceTalk_2010-0000050-0000150"] == "AliceTalk_2010"
     for name in ("dev", "test"):
         validate(tedlium / "data" / name)
 
 
 def test_tedlium_sph_segments_are_cut_to_their_times(tedlium):
-    samples = read_kv(tedlium / "dump" / "raw" / "test" / "utt2num_samples")
+    samples = read_kaldi_text(tedlium / "dump" / "raw" / "test" / "utt2num_samples")
     assert samples == {"CarolTalk_2012-0000050-0000150": str(FS), "CarolTalk_2012-0000300-0000400": str(FS)}
 
 

@@ -14,24 +14,29 @@
 #   ./run.sh --asr_config conf/train_asr_eexit_wav2vec2_ctc.yaml --feats_normalize none   # wav2vec2 Base + exits
 #   ./run.sh --asr_config conf/train_asr_eexit_wavlm_ctc.yaml --feats_normalize none      # WavLM Base+ + exits
 #   ./run.sh --asr_config conf/train_asr_eexit_conformer_ctc.yaml --asr_tag eexit_ctc_from_l12 \
-#            --pretrained_model exp/asr_train_asr_conformer_single_exit_l12/valid.loss.ave.pth
+#            --pretrained_model exp/asr_train_asr_conformer_single_exit_l12_bpe256/valid.loss.ave.pth
 #                                  # fine-tune the 12-layer single-exit model with exits (new heads fresh)
-# GPUs: --ngpu N (ESPnet's launcher; multi-node: --num_nodes, see cmd.sh). --librispeech_dir is this
-# script's; every other option goes to asr.sh (./asr.sh --help). Stages 12-13 decode and score
-# every exit and the --exit_policies runs.
+# GPUs: --ngpu N (ESPnet's launcher; multi-node: --num_nodes, see cmd.sh). --librispeech_dir and
+# --train_subsets (comma-separated, default: all three training subsets) are this script's; every
+# other option goes to asr.sh (./asr.sh --help). Stages 12-13 decode and score every exit and the
+# --exit_policies runs.
 set -euo pipefail
 
 librispeech_dir=
+train_subsets=
 asr_sh_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --librispeech_dir) librispeech_dir=$2; shift 2 ;;
         --librispeech_dir=*) librispeech_dir=${1#*=}; shift ;;
+        --train_subsets) train_subsets=$2; shift 2 ;;
+        --train_subsets=*) train_subsets=${1#*=}; shift ;;
         *) asr_sh_args+=("$1"); shift ;;
     esac
 done
 local_data_opts=""
 [ -n "${librispeech_dir}" ] && local_data_opts+=" --librispeech_dir ${librispeech_dir}"
+[ -n "${train_subsets}" ] && local_data_opts+=" --train_subsets ${train_subsets}"
 
 ./asr.sh \
     --ngpu 1 \

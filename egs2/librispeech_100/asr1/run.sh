@@ -1,54 +1,11 @@
 #!/usr/bin/env bash
-# LibriSpeech train-clean-100 (100 h): the early-exit paper's experiments (README.md; conf/ = ../../../conf/paper).
-#
-# Data (stage 1): downloaded from openslr.org when there is a network (resumable, SHA-256 checked),
-# or an existing copy:  ./run.sh --librispeech_dir /corpora/LibriSpeech
-# 100 h of training data: 70 epochs and 15 k warm-up steps (--asr_args below; an --asr_args of
-# yours replaces it).
-#
-# The paper's experiments, one command each (after the first, add --stage 10 to reuse the data):
-#   ./run.sh                                                                   # EE Conformer-CTC, 6 exits (default)
-#   ./run.sh --asr_config conf/train_asr_eexit_conformer_aed.yaml \
-#            --inference_config conf/decode_asr_aed.yaml                       # EE Conformer-AED, a decoder per exit
-#   for k in 2 4 6 8 10 12; do
-#     ./run.sh --asr_config conf/tuning/train_asr_conformer_single_exit_l${k}.yaml   # single-exit baselines
-#   done
-#   ./run.sh --asr_config conf/train_asr_eexit_wav2vec2_ctc.yaml --feats_normalize none   # wav2vec2 Base + exits
-#   ./run.sh --asr_config conf/train_asr_eexit_wavlm_ctc.yaml --feats_normalize none      # WavLM Base+ + exits
-#   ./run.sh --asr_config conf/train_asr_eexit_conformer_ctc.yaml --asr_tag eexit_ctc_from_l12 \
-#            --pretrained_model exp/asr_train_asr_conformer_single_exit_l12/valid.loss.ave.pth
-#                                  # fine-tune the 12-layer single-exit model with exits (new heads fresh)
-# GPUs: --ngpu N (ESPnet's launcher; multi-node: --num_nodes, see cmd.sh). --librispeech_dir is this
-# script's; every other option goes to asr.sh (./asr.sh --help). Stages 12-13 decode and score
-# every exit and the --exit_policies runs.
+# LibriSpeech train-clean-100 (100 h): the LibriSpeech recipe, trained on train-clean-100 only, for
+# 70 epochs with 15 k warm-up steps (an --asr_args of yours replaces both). It runs
+# ../../librispeech/asr1/run.sh here (this dir links the same asr.sh, local/ and conf/), so every
+# experiment and option listed in that script's header works the same way, e.g.
+#   ./run.sh --librispeech_dir /corpora/LibriSpeech
+#   ./run.sh --stage 10 --asr_config conf/tuning/train_asr_conformer_single_exit_l6.yaml
 set -euo pipefail
 
-librispeech_dir=
-asr_sh_args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --librispeech_dir) librispeech_dir=$2; shift 2 ;;
-        --librispeech_dir=*) librispeech_dir=${1#*=}; shift ;;
-        *) asr_sh_args+=("$1"); shift ;;
-    esac
-done
-local_data_opts="--train_subsets train-clean-100"
-[ -n "${librispeech_dir}" ] && local_data_opts+=" --librispeech_dir ${librispeech_dir}"
-
-./asr.sh \
-    --ngpu 1 \
-    --nj 16 \
-    --inference_nj 16 \
-    --local_data_opts "${local_data_opts}" \
-    --asr_args "--max_epoch 70 --scheduler_conf warmup_steps=15000" \
-    --token_type bpe \
-    --nbpe 256 \
-    --audio_format flac \
-    --train_set train \
-    --valid_set dev \
-    --test_sets "dev_clean dev_other test_clean test_other" \
-    --max_wav_duration 30 \
-    --asr_config conf/train_asr_eexit_conformer_ctc.yaml \
-    --inference_config conf/decode_asr_ctc.yaml \
-    --exit_policies "entropy:0.3 nbest_posterior:0.9" \
-    "${asr_sh_args[@]}"
+exec ../../librispeech/asr1/run.sh --train_subsets train-clean-100 \
+    --asr_args "--max_epoch 70 --scheduler_conf warmup_steps=15000" "$@"

@@ -14,7 +14,7 @@
 #   ./run.sh --asr_config conf/train_asr_eexit_wav2vec2_ctc.yaml --feats_normalize none   # wav2vec2 Base + exits
 #   ./run.sh --asr_config conf/train_asr_eexit_wavlm_ctc.yaml --feats_normalize none      # WavLM Base+ + exits
 #   ./run.sh --asr_config conf/train_asr_eexit_conformer_ctc.yaml --asr_tag eexit_ctc_from_l12 \
-#            --pretrained_model exp/asr_train_asr_conformer_single_exit_l12/valid.loss.ave.pth
+#            --pretrained_model exp/asr_train_asr_conformer_single_exit_l12_bpe256/valid.loss.ave.pth
 #                                  # fine-tune the 12-layer single-exit model with exits (new heads fresh)
 # GPUs: --ngpu N (ESPnet's launcher; multi-node: --num_nodes, see cmd.sh). --tedlium_dir is this
 # script's; every other option goes to asr.sh (./asr.sh --help). Stages 12-13 decode and score

@@ -9,11 +9,12 @@ set -euo pipefail
 
 librispeech_dir=   # existing copy: the LibriSpeech/ folder or the folder holding it
 download_dir=downloads
-train_subsets="train-clean-100 train-clean-360 train-other-500"
+train_subsets="train-clean-100 train-clean-360 train-other-500"  # space- or comma-separated
 mirror=https://www.openslr.org/resources/12   # or https://us.openslr.org/resources/12, ...
 help_message="Usage: $0 [--librispeech_dir DIR] [--download_dir DIR] [--train_subsets \"train-clean-100 ...\"] [--mirror URL]"
 . utils/parse_options.sh
 [ $# -eq 0 ] || { echo "${help_message}" >&2; exit 1; }
+train_subsets=${train_subsets//,/ }  # commas: one word through run.sh's --local_data_opts
 
 eval_subsets="dev-clean dev-other test-clean test-other"
 if [ -n "${librispeech_dir}" ]; then
