@@ -262,6 +262,40 @@ def test_all_exits_in_one_pass_match_fixed_exit_decoding(ctc_files):
     assert len(texts) > 1  # the exits really decode differently
 
 
+def test_ctc_greedy_is_the_best_path_of_the_exits_own_head(ctc_files):
+    speech, lengths = _waves(2, seed=5)
+    one_pass = _speech2text(ctc_files, ctc_greedy=True)
+    every = [one_pass.decode_all_exits(speech[i:i + 1, : lengths[i]], lengths[i:i + 1])
+             for i in range(2)]
+    for k in (2, 4, 6):
+        fixed = _speech2text(ctc_files, exit_layer=k, ctc_greedy=True)
+        logits = {}
+        for j in (2, 4, 6):
+            fixed.asr_model.ctc_for_exit(j).ctc_lo.register_forward_hook(
+                lambda _m, _i, out, j=j: logits.setdefault(j, out))
+        for i in range(2):
+            logits.clear()
+            (text, token, token_int, hyp), = fixed(speech[i, : lengths[i]])
+            assert list(logits) == [k] and fixed.layers_computed == k * (i + 1)
+            # the best path, computed here from the head's own output: argmax, merge, drop blanks
+            path = torch.unique_consecutive(logits[k][0].argmax(-1)).tolist()
+            assert token_int == [t for t in path if t != 0] and len(token_int) > 0
+            assert text == "".join(token).replace("<space>", " ")
+            assert hyp.yseq.tolist() == [fixed.asr_model.sos, *token_int, fixed.asr_model.eos]
+            assert float(hyp.score) == pytest.approx(
+                float(logits[k][0].log_softmax(-1).max(-1).values.sum()), rel=1e-5)
+            (_, results), = every[i][k]
+            assert results[0][2] == token_int
+
+
+def test_ctc_greedy_with_attention_or_lm_scores_is_a_clear_error(ctc_files):
+    with pytest.raises(EarlyExitConfigError, match=r"ctc_greedy decodes with the CTC head alone: "
+                       r"it needs ctc_weight 1.0 and no LM \(got ctc_weight 0.3\)"):
+        EarlyExitSpeech2Text(asr_train_config=ctc_files / "config.yaml",
+                             asr_model_file=ctc_files / "model.pth", ctc_weight=0.3,
+                             ctc_greedy=True)
+
+
 # ---------------------------------------------------------------------------- the command line
 def _wav_dir(tmp_path, n=3):
     import soundfile
@@ -297,14 +331,16 @@ def test_cli_policy_run_writes_exit_file_and_measured_summary(ctc_files, tmp_pat
     assert info["encoder_layers_saved"] == "0.667" and info["exit_counts"] == "2:3"
 
 
-def test_cli_all_exits_writes_every_exit_and_confidences(ctc_files, tmp_path):
+@pytest.mark.parametrize("greedy", ["false", "true"])
+def test_cli_all_exits_writes_every_exit_and_confidences(ctc_files, tmp_path, greedy):
     wav_scp = _wav_dir(tmp_path)
     out = tmp_path / "all"
-    _cli(ctc_files, wav_scp, out, "--all_exits", "true", "--batch_size", "3")
+    _cli(ctc_files, wav_scp, out, "--all_exits", "true", "--batch_size", "3", "--ctc_greedy", greedy)
     for k in (2, 4, 6):
         conf = [line.split() for line in (out / f"exit{k}" / "confidence").read_text().splitlines()]
         assert [c[0] for c in conf] == ["utt0", "utt1", "utt2"] and all(len(c) == 4 for c in conf)
-        assert (out / f"exit{k}" / "1best_recog" / "token").is_file()
+        tokens = (out / f"exit{k}" / "1best_recog" / "token").read_text().splitlines()
+        assert [t.split()[0] for t in tokens] == ["utt0", "utt1", "utt2"]
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -312,6 +348,7 @@ def test_cli_all_exits_writes_every_exit_and_confidences(ctc_files, tmp_path):
     (["--exit_threshold", "0.5"], "--exit_threshold/--exit_budget_ms need --exit_policy"),
     (["--exit_policy", "entropy", "--exit_threshold", "2"], "--exit_threshold 2.0: out of range"),
     (["--all_exits", "true", "--exit_layer", "2"], "--all_exits decodes every exit: it takes no --exit_layer"),
+    (["--ctc_greedy", "true", "--ctc_weight", "0.5"], "ctc_greedy decodes with the CTC head alone"),
 ])
 def test_cli_bad_policy_options_are_one_line_errors(ctc_files, tmp_path, capsys, extra, message):
     wav_scp = _wav_dir(tmp_path, n=1)
