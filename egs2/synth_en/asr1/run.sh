@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # synth_en: early-exit ASR on an offline multi-speaker synthetic English corpus (see README.md).
 #
-#   ./run.sh                                    # default corpus (~5 h), stages 1-13
+#   ./run.sh                                    # default corpus (~5 h), stages 1-13 (the full run)
+#   ./run.sh --asr_args "--max_epoch 4 --keep_nbest_models 2"   # what `make demo` runs (~1 h)
 #   ./run.sh --corpus_size tiny                 # ~200 utterances (CI smoke test)
 #   ./run.sh --stage 10                         # collect stats, train, decode, score again
 #   ./run.sh --token_type bpe --nbpe 256        # the paper's BPE 256 (slow to converge on CPU)
 #   ./run.sh --asr_config conf/tuning/train_asr_conformer_single_exit_l12.yaml   # single-exit baseline (also l2..l10)
 #   ./run.sh --asr_config conf/tuning/train_asr_eexit_conformer_aed.yaml \
 #            --inference_config conf/decode_aed.yaml                         # AED, decoder per exit
+#   ./run.sh --stage 12 --inference_config conf/decode_ctc.yaml   # CTC prefix beam search (beam 4, slow on CPU)
 #
 # --corpus_size is this script's; every other option goes to asr.sh (./asr.sh --help).
 set -euo pipefail
@@ -37,6 +39,6 @@ esac
     --max_wav_duration 20 \
     --local_data_opts "--corpus_size ${corpus_size}" \
     --asr_config conf/train_asr_eexit_conformer.yaml \
-    --inference_config conf/decode_ctc.yaml \
+    --inference_config conf/decode_ctc_greedy.yaml \
     --exit_policies "entropy:0.3 nbest_posterior:0.9" \
     "${asr_sh_args[@]}"
