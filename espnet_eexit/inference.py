@@ -11,7 +11,7 @@ LM, ...) scoring with the chosen exit's own CTC head and decoder:
   measure recorded per exit, for scoring each exit and sweeping policy thresholds offline.
 
 With ``ctc_greedy=True`` each of them takes the best path of the exit's CTC head instead (frame
-argmax, repeats merged, blanks dropped): ESPnet's CTC prefix scorer with beam 1 spends ~90 % of the
+argmax, repeats merged, blanks dropped): ESPnet's CTC prefix scorer with beam 1 spends most of the
 decoding time of a small CPU model in Python steps, one per output token, while the best path
 costs one argmax; on a trained model the two rarely differ.
 """
@@ -74,12 +74,12 @@ class EarlyExitSpeech2Text(Speech2Text):
         ctc_greedy: bool = False,
         **kwargs,
     ):
-        if ctc_greedy and (kwargs.get("ctc_weight", 0.5) != 1.0 or kwargs.get("lm_train_config")
-                           or kwargs.get("ngram_file")):
+        ctc_weight = kwargs.get("ctc_weight", 0.5)  # Speech2Text's default
+        has_lm = bool(kwargs.get("lm_train_config") or kwargs.get("ngram_file"))
+        if ctc_greedy and (ctc_weight != 1.0 or has_lm):
             raise EarlyExitConfigError(
                 "ctc_greedy decodes with the CTC head alone: it needs ctc_weight 1.0 and no LM "
-                f"(got ctc_weight {kwargs.get('ctc_weight', 0.5)}"
-                f"{', an LM' if kwargs.get('lm_train_config') or kwargs.get('ngram_file') else ''})"
+                f"(got ctc_weight {ctc_weight}{', an LM' if has_lm else ''})"
             )
         super().__init__(*args, **kwargs)
         self.ctc_greedy = ctc_greedy
@@ -175,7 +175,8 @@ class EarlyExitSpeech2Text(Speech2Text):
         token = self.converter.ids2tokens(token_int)
         text = self.tokenizer.tokens2text(token) if self.tokenizer is not None else None
         # the best path's log-probability; yseq framed by sos/eos as ESPnet's beam search does
-        hyp = Hypothesis(score=best.sum(), scores={"ctc": best.sum()}, states={},
+        score = best.sum()
+        hyp = Hypothesis(score=score, scores={"ctc": score}, states={},
                          yseq=torch.tensor([model.sos, *token_int, model.eos]))
         return [(text, token, token_int, hyp)]
 
