@@ -60,6 +60,27 @@ def test_run_local_runs_parallel_jobs_and_reports_failures(tmp_path):
     assert single.returncode == 0 and "Ended (code 0)" in (tmp_path / "one.log").read_text()
 
 
+def test_run_local_shares_threads_between_parallel_jobs(tmp_path):
+    """Jobs that run at once split the allowed threads (OpenMP oversubscription was 25x slower)."""
+    import os
+
+    def threads(*args, allowed="4"):
+        env = {**os.environ, "OMP_NUM_THREADS": allowed}
+        out = subprocess.run([str(UTILS / "run_local.sh"), *args, "JOB=1:2", str(tmp_path / "t.JOB"),
+                              "bash", "-c", "echo threads=$OMP_NUM_THREADS/$MKL_NUM_THREADS"],
+                             capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        return {line[len("threads="):] for n in (1, 2)
+                for line in (tmp_path / f"t.{n}").read_text().splitlines() if line.startswith("threads=")}
+
+    assert threads() == {"2/2"}                          # 2 jobs at once share 4 threads
+    assert threads("--max_jobs_run", "1") == {"4/4"}     # one at a time: each gets all 4
+    assert threads(allowed="1") == {"1/1"}               # never below one thread
+    assert threads("--num_threads", "3") == {"3/3"}      # the caller decides
+    bad = sh(UTILS / "run_local.sh", "--num_threads", "0", tmp_path / "x.log", "true")
+    assert bad.returncode == 2 and "--num_threads 0: must be a positive integer" in bad.stderr
+
+
 def test_split_scp_keeps_order_and_balances(tmp_path):
     scp = tmp_path / "in.scp"
     scp.write_text("".join(f"u{i:02d} x\n" for i in range(10)))
