@@ -1,7 +1,7 @@
 # espnet-eexit: `make demo` (install + main job), `make test` (install + tests).
 PYTHON_VENV := tools/venv/bin/python
 PYTEST_ARGS ?=
-# The main job on a 2-core CPU (75 min measured, target 60): the synth_en corpus (~5 h of speech), 4 epochs of
+# The main job on a 2-core CPU (47 min measured from a fresh clone, target 60): the synth_en corpus (~5 h of speech), 4 epochs of
 # the 12-layer early-exit Conformer-CTC, every exit decoded (greedy CTC) and scored.
 DEMO_ARGS ?= --asr_args "--max_epoch 4 --keep_nbest_models 2"
 

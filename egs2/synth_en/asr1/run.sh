@@ -2,7 +2,7 @@
 # synth_en: early-exit ASR on an offline multi-speaker synthetic English corpus (see README.md).
 #
 #   ./run.sh                                    # default corpus (~5 h), stages 1-13 (the full run)
-#   ./run.sh --asr_args "--max_epoch 4 --keep_nbest_models 2"   # what `make demo` runs (75 min measured)
+#   ./run.sh --asr_args "--max_epoch 4 --keep_nbest_models 2"   # what `make demo` runs (47 min measured)
 #   ./run.sh --corpus_size tiny                 # ~200 utterances (CI smoke test)
 #   ./run.sh --stage 10                         # collect stats, train, decode, score again
 #   ./run.sh --token_type bpe --nbpe 256        # the paper's BPE 256 (slow to converge on CPU)
