@@ -4,7 +4,7 @@
 #   ./run.sh                                    # default corpus (~5 h), stages 1-13 (the full run)
 #   ./run.sh --asr_args "--max_epoch 4 --keep_nbest_models 2"   # what `make demo` runs (47 min measured)
 #   ./run.sh --corpus_size tiny                 # ~200 utterances (CI smoke test)
-#   ./run.sh --stage 10                         # collect stats, train, decode, score again
+#   ./run.sh --stage 10                         # collect stats, train (resumes exp/), decode, score
 #   ./run.sh --token_type bpe --nbpe 256        # the paper's BPE 256 (slow to converge on CPU)
 #   ./run.sh --asr_config conf/tuning/train_asr_conformer_single_exit_l12.yaml   # single-exit baseline (also l2..l10)
 #   ./run.sh --asr_config conf/tuning/train_asr_eexit_conformer_aed.yaml \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local job runner with Kaldi's --cmd interface (what run.pl/slurm.pl/queue.pl accept):
 #
-#   utils/run_local.sh [--gpu N] [--mem X] [--num_threads N] [--name X] [--max_jobs_run N] \
+#   utils/run_local.sh [--gpu N] [--mem X] [--num_threads N] [--name X] [--config F] [--max_jobs_run N] \
 #       [JOB=1:N] <log> <command> [args...]
 #
 # With JOB=1:N it runs N copies of the command in parallel (at most --max_jobs_run at a time,
@@ -14,7 +14,7 @@
 # cores) divided by the jobs that run at once, at least 1. Why: PyTorch's OpenMP threads spin
 # while they wait, so two decoding jobs of 2 threads each on 2 cores ran 25x slower than two of
 # 1 thread (measured on synth_en: 25 utterances, 77 s against 3 s).
-# --gpu/--mem/--name are accepted for compatibility with cluster runners and ignored (a GPU job
+# --gpu/--mem/--name/--config are accepted for compatibility with cluster runners and ignored (a GPU job
 # just sees the local GPUs).
 set -uo pipefail
 
@@ -38,7 +38,7 @@ if [[ $# -gt 0 && "$1" =~ ^([A-Za-z_]+)=([0-9]+):([0-9]+)$ ]]; then
     shift
 fi
 if [ $# -lt 2 ]; then
-    echo "Usage: $0 [--gpu N] [--max_jobs_run N] [JOB=1:N] <log> <command> [args...]" >&2
+    echo "Usage: $0 [--gpu N] [--mem X] [--num_threads N] [--name X] [--config F] [--max_jobs_run N] [JOB=1:N] <log> <command> [args...]" >&2
     exit 2
 fi
 log_template=$1; shift
