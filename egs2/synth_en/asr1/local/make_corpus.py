@@ -15,8 +15,10 @@ espeak-ng speaks at most ~25 % of each split. Text: train from five novels, dev 
 the held-out novel (persuasion), disjoint sentences. Rate and pitch vary per utterance; a
 fraction gets sox reverb, pink noise or a telephone band. Writes data/{train,dev,test}
 (wav.scp, text, utt2spk, spk2utt), the audio under data/wav/<split>/, and a manifest
-data/local/corpus.tsv. Seeded: the same options give the same corpus. Resumable: audio already
-made is kept. Progress goes to stderr.
+data/local/corpus.tsv. Seeded: the same options give the same plan (texts, voices, rates, pitches,
+effects) and, for flite, festival and espeak-ng, the same audio bytes (sox runs with -R); piper's
+audio varies slightly from run to run (its model samples noise inside the ONNX graph, which
+cannot be seeded from outside). Resumable: audio already made is kept. Progress goes to stderr.
 """
 import argparse
 import os
@@ -125,9 +127,10 @@ def synthesise(row_and_dir):
             speak(engine, voice, rate, text, raw)
         except subprocess.CalledProcessError as e:
             return utt, f"{engine} {voice} failed: {e.stderr.decode(errors='replace').strip()[:200]}"
-        # 16 kHz mono 16-bit, pitch shift, channel effect; written beside, renamed when complete
+        # 16 kHz mono 16-bit, pitch shift, channel effect; written beside, renamed when complete.
+        # sox -R: fixed seeds for its dither and noise, so the same plan gives the same audio.
         part = Path(tmp) / "out.wav"
-        sox = ["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(part),
+        sox = ["sox", "-R", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(part),
                "pitch", str(int(semitones * 100))]
         if effect == "reverb":
             sox += ["reverb", "40"]
@@ -137,7 +140,7 @@ def synthesise(row_and_dir):
         subprocess.run(sox, check=True, stderr=subprocess.PIPE)
         if effect == "noise":
             noisy = Path(tmp) / "noisy.wav"
-            subprocess.run(["sox", "-m", str(part), f"|sox {part} -p synth pinknoise vol 0.03",
+            subprocess.run(["sox", "-R", "-m", str(part), f"|sox -R {part} -p synth pinknoise vol 0.03",
                             str(noisy)], check=True, stderr=subprocess.PIPE)
             part = noisy
         out.parent.mkdir(parents=True, exist_ok=True)
