@@ -1,5 +1,6 @@
 """The shared recipe tools in egs2/TEMPLATE/asr1: option parsing, job runner, scp splitting,
 data-dir validation, audio formatting and speed perturbation — bad input gets a clear message."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "egs2" / "TEMPLATE" / "asr1"
 UTILS = TEMPLATE / "utils"
 
 
-def sh(*cmd, cwd=None):
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True)
+def sh(*cmd, cwd=None, env=None):
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, env=env)
 
 
 def make_data_dir(root: Path, n: int = 3, seconds: float = 0.5) -> Path:
@@ -62,13 +63,10 @@ def test_run_local_runs_parallel_jobs_and_reports_failures(tmp_path):
 
 def test_run_local_shares_threads_between_parallel_jobs(tmp_path):
     """Jobs that run at once split the allowed threads (OpenMP oversubscription was 25x slower)."""
-    import os
-
     def threads(*args, allowed="4"):
-        env = {**os.environ, "OMP_NUM_THREADS": allowed}
-        out = subprocess.run([str(UTILS / "run_local.sh"), *args, "JOB=1:2", str(tmp_path / "t.JOB"),
-                              "bash", "-c", "echo threads=$OMP_NUM_THREADS/$MKL_NUM_THREADS"],
-                             capture_output=True, text=True, env=env)
+        out = sh(UTILS / "run_local.sh", *args, "JOB=1:2", tmp_path / "t.JOB",
+                 "bash", "-c", "echo threads=$OMP_NUM_THREADS/$MKL_NUM_THREADS",
+                 env={**os.environ, "OMP_NUM_THREADS": allowed})
         assert out.returncode == 0, out.stderr
         return {line[len("threads="):] for n in (1, 2)
                 for line in (tmp_path / f"t.{n}").read_text().splitlines() if line.startswith("threads=")}
