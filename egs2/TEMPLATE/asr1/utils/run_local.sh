@@ -12,8 +12,8 @@
 # Threads: each job runs with OMP_NUM_THREADS (and MKL_NUM_THREADS) set to --num_threads, by
 # default to its share of the threads the caller allows (OMP_NUM_THREADS, else the number of
 # cores) divided by the jobs that run at once, at least 1. Why: PyTorch's OpenMP threads spin
-# while they wait, so two decoding jobs of 2 threads each on 2 cores ran 25x slower than two of
-# 1 thread (measured on synth_en: 25 utterances, 77 s against 3 s).
+# while they wait, so two decoding jobs of 2 threads each on 2 cores ran ~25x slower than one
+# alone (synth_en, all exits: 25 utterances per job took 77 s; 50 utterances alone took 6 s).
 # --gpu/--mem/--name/--config are accepted for compatibility with cluster runners and ignored (a GPU job
 # just sees the local GPUs).
 set -uo pipefail
