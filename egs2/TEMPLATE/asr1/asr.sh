@@ -490,17 +490,14 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     done
     num_layers=$(${python} -m espnet_eexit.bin.show_exits --num_layers "${asr_exp}/config.yaml")
     # Facts of the run above the table: machine, versions, data, configs, training time.
-    stamp='[0-9]\{4\}-[0-9][0-9]-[0-9][0-9] [0-9:]\{8\}'
-    t0=$(grep -m1 -o "${stamp}" "${asr_exp}/train.log" || true)
-    t1=$(grep "epoch results" "${asr_exp}/train.log" | tail -n 1 | grep -o "${stamp}" || true)
-    train_min=$( [ -n "${t0}" ] && [ -n "${t1}" ] && echo $(( ($(date -d "${t1}" +%s) - $(date -d "${t0}" +%s)) / 60 )) || echo "?")
+    train_time=$(scripts/training_time.sh "${asr_exp}" 2>/dev/null || echo "? (no train.log)")
     notes="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(uname -m), $(nproc) CPU cores, ngpu ${ngpu};"
     notes+=" $(${python} -c 'import torch, espnet; print(f"torch {torch.__version__}, espnet {espnet.__version__}")' 2>/dev/null)
 - data: train \`${train_set_sp}\` $(wc -l < "${data_feats}/${train_set_sp}/text") utts, valid \`${valid_set}\`;"
     for dset in ${test_sets}; do notes+=" \`${dset}\` $(wc -l < "${data_feats}/${dset}/text") utts;"; done
     notes+="
 - config: \`${asr_config}\`, decoding: \`${inference_config}\`, checkpoint: \`${inference_asr_model}\`
-- training: $(grep -c 'epoch results' "${asr_exp}/train.log" || true) epochs in ${train_min} min (train.log timestamps)
+- training: ${train_time} (train.log timestamps)
 - command: \`$0 ${run_args}\`
 - WER per exit: \`${asr_exp}/wer_per_exit.png\`"
     ${python} -m espnet_eexit.bin.exit_results "${asr_exp}/${inference_tag}" \

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# How far an ASR experiment has trained and how long it took, for the RESULTS.md notes.
+#
+#   scripts/training_time.sh <asr_exp>     e.g. "18 epochs in 152 min (3 runs: resumed twice)"
+#
+# A resumed training (./run.sh --stage 11) starts a new train.log and ESPnet's launcher keeps the
+# earlier ones as train.1.log, train.2.log, ...: read them all. Each run counts from its first
+# log line to its last finished epoch, so the unfinished epoch of a killed run (redone after the
+# resume) and the time between runs are not counted.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then echo "Usage: $0 <asr_exp>" >&2; exit 1; fi
+exp=$1
+[ -f "${exp}/train.log" ] || { echo "$0: ${exp}/train.log not found" >&2; exit 1; }
+
+stamp='[0-9]\{4\}-[0-9][0-9]-[0-9][0-9] [0-9:]\{8\}'
+epochs=0 seconds=0 runs=0
+for log in "${exp}"/train.log "${exp}"/train.[0-9]*.log; do
+    [ -f "${log}" ] || continue
+    last=$(grep "epoch results" "${log}" | tail -n 1 || true)
+    [ -n "${last}" ] || continue
+    t0=$(grep -m1 -o "${stamp}" "${log}")
+    t1=$(grep -m1 -o "${stamp}" <<< "${last}")
+    seconds=$(( seconds + $(date -d "${t1}" +%s) - $(date -d "${t0}" +%s) ))
+    runs=$(( runs + 1 ))
+    n=$(grep -o "[0-9]*epoch results" <<< "${last}" | grep -o "^[0-9]*")
+    [ "${n}" -gt "${epochs}" ] && epochs=${n}
+done
+
+if [ "${runs}" -eq 0 ]; then
+    echo "no finished epoch"
+elif [ "${runs}" -eq 1 ]; then
+    echo "${epochs} epochs in $(( seconds / 60 )) min"
+else
+    echo "${epochs} epochs in $(( seconds / 60 )) min (${runs} runs: resumed $(( runs - 1 ))×)"
+fi
