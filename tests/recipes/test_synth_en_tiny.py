@@ -1,6 +1,8 @@
 """synth_en in tiny mode, stages 1-13 end to end (the recipe issue's CI check): TTS corpus ->
 characters -> collect stats -> one training epoch of the 12-layer early-exit Conformer -> every exit
-decoded and scored -> RESULTS.md with one numeric row per exit and the WER plot."""
+decoded and scored -> RESULTS.md with one numeric row per exit and the WER plot. Then the LM
+stages 6-8 and every exit decoded again with shallow fusion."""
+import math
 import shutil
 
 import pytest
@@ -29,3 +31,25 @@ def test_tiny_corpus_runs_every_stage(tmp_path):
     score = exp / "decode_ctc_greedy_asr_model_valid.loss.ave" / "test" / "exit12"
     assert (score / "score_cer" / "result.txt").is_file()
     assert not (score / "score_ter").exists()  # no BPE model: no token error rate
+
+    # The LM (stages 6-8) on the tiny transcripts, one epoch; then every exit with shallow fusion.
+    lm = ("--use_lm", "true", "--lm_train_text", "dump/raw/train/text", "--lm_args", "--max_epoch 1",
+          "--test_sets", "test", "--inference_nj", "1")
+    run(recipe, *lm, "--stage", "6", "--stop_stage", "8")
+    lm_exp = recipe / "exp" / "lm_train_lm_rnn_char"
+    ppl = float((lm_exp / "perplexity_test" / "ppl").read_text())
+    assert math.isfinite(ppl) and ppl > 1.0
+    greedy = run(recipe, *lm, "--stage", "12", "--stop_stage", "12", check=False)  # run.sh's greedy config
+    assert greedy.returncode != 0 and "sets ctc_greedy: true" in greedy.stdout
+    run(recipe, *lm, "--stage", "12", "--stop_stage", "13", "--inference_config", "conf/decode_ctc_lm.yaml",
+        "--inference_args", "--beam_size 2", "--exit_policies", "", "--exit_sweep", "false")
+    tag = "decode_ctc_lm_lm_lm_train_lm_rnn_char_valid.loss.ave_asr_model_valid.loss.ave"
+    log = (exp / tag / "test" / "logdir" / "asr_inference.1.log").read_text()
+    assert "SequentialRNNLM" in log  # ESPnet's beam search scored with the LM
+    results = (recipe / "RESULTS.md").read_text()
+    section = results[results.index(f"### asr_train_asr_eexit_conformer_char: {tag}"):]
+    assert "LM: `exp/lm_train_lm_rnn_char/valid.loss.ave.pth`" in section
+    results_rows(section, depths, 2)
+    dup = run(recipe, *lm, "--stage", "6", "--stop_stage", "6",
+              "--lm_train_text", "dump/raw/train/text dump/raw/train/text", check=False)
+    assert dup.returncode != 0 and "occurs twice" in dup.stdout

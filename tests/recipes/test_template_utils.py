@@ -171,6 +171,8 @@ def test_training_time_adds_up_the_runs_of_a_resumed_training(tmp_path):
     script = TEMPLATE / "scripts" / "training_time.sh"
     exp = tmp_path / "asr_x"
     exp.mkdir()
+    _train_log(exp / "train.log", "01:00:00", {1: "01:10:00"})
+    assert sh(script, exp).stdout.strip() == "1 epoch in 10 min"
     _train_log(exp / "train.log", "01:00:00", {1: "01:10:00", 2: "01:20:30"})
     assert sh(script, exp).stdout.strip() == "2 epochs in 20 min"
     # Resumed twice (ESPnet's launcher rotates train.log to train.1.log, train.2.log): the first run

@@ -6,7 +6,9 @@
 #
 # Stages:  1 data prep (local/data.sh)        2 speed perturbation (--speed_perturb_factors)
 #          3 format audio into dump/raw        4 remove too short / too long utterances
-#          5 token list (bpe or char)         10 ASR collect stats
+#          5 token list (bpe or char)          6 LM collect stats (--use_lm true)
+#          7 LM training (ESPnet's lm_train)   8 LM perplexity on --lm_test_text
+#         10 ASR collect stats                 (9, ESPnet's n-gram LM, is not provided)
 #         11 ASR training (ESPnet's launcher) 12 decoding from EVERY exit of the model
 #         13 scoring every exit (sclite)      14 packing the model (espnet2.bin.pack)
 # Run "./asr.sh --help" for the options. A recipe's run.sh calls this with its own settings.
@@ -64,6 +66,17 @@ pretrained_model=    # Checkpoint to initialise from (ESPnet's --init_param), e.
 ignore_init_mismatch=false
 num_splits_asr=1     # Unused (kept for ESPnet compatibility).
 
+# Language model related (stages 6-8 and shallow fusion in stage 12; ESPnet's option names)
+use_lm=false         # Train an LM and decode with it. ESPnet's default is true; a CPU budget makes it opt-in here.
+lm_tag=              # Suffix of the LM experiment dir (default: from the config name).
+lm_exp=              # LM experiment dir (default: ${expdir}/lm_<lm_tag>).
+lm_config=           # LM training config.
+lm_args=             # Extra arguments for lm_train.
+lm_train_text=       # LM training text(s), Kaldi "key text" (default: the ASR training text).
+lm_dev_text=         # LM validation text (default: the valid set's text).
+lm_test_text=        # Text for the perplexity of stage 8 (default: the first test set's text).
+inference_lm=valid.loss.ave.pth  # LM checkpoint to decode with.
+
 # Decoding related
 inference_tag=       # Suffix of the decode dir (default: from the config and checkpoint).
 inference_config=    # Decoding config.
@@ -117,6 +130,16 @@ Options:
     --feats_normalize    # global_mvn or the config's normalization (default="${feats_normalize}").
     --pretrained_model   # Checkpoint to initialise from (ESPnet --init_param) (default="${pretrained_model}").
     --ignore_init_mismatch # Ignore size mismatch when loading it (default="${ignore_init_mismatch}").
+    # Language model related
+    --use_lm             # Train an LM (stages 6-8) and decode with it (default="${use_lm}").
+    --lm_tag             # Suffix of the LM experiment dir (default="${lm_tag}").
+    --lm_exp             # LM experiment dir (default=${expdir}/lm_<lm_tag>).
+    --lm_config          # LM training config (default="${lm_config}").
+    --lm_args            # Extra arguments for lm_train (default="${lm_args}").
+    --lm_train_text      # LM training text(s), "key text" lines (default: the ASR training text).
+    --lm_dev_text        # LM validation text (default: the valid set's text).
+    --lm_test_text       # Perplexity text of stage 8 (default: the first test set's text).
+    --inference_lm       # LM checkpoint to decode with (default="${inference_lm}").
     # Decoding related
     --inference_tag      # Suffix of the decode dir (default: from config and checkpoint).
     --inference_config   # Decoding config (default="${inference_config}").
@@ -146,6 +169,7 @@ fi
 [ -z "${test_sets}" ] && { log "ERROR: --test_sets is required"; exit 2; }
 case ${token_type} in bpe|char) ;; *) log "ERROR: --token_type must be bpe or char"; exit 2 ;; esac
 case ${audio_format} in wav|flac) ;; *) log "ERROR: --audio_format must be wav or flac"; exit 2 ;; esac
+case ${use_lm} in true|false) ;; *) log "ERROR: --use_lm must be true or false"; exit 2 ;; esac
 
 fs_hz=$(${python} -c "import humanfriendly as h; print(int(h.parse_size('${fs}')))")
 data_feats=${dumpdir}/raw
@@ -178,12 +202,27 @@ fi
 asr_exp=${asr_exp:-${expdir}/asr_${asr_tag}}
 asr_stats_dir="${expdir}/asr_stats_raw_${token_type}"
 [ "${token_type}" = bpe ] && asr_stats_dir+="${nbpe}"
+if [ -z "${lm_tag}" ]; then
+    if [ -n "${lm_config}" ]; then
+        lm_tag="$(basename "${lm_config}" .yaml)_${token_type}"
+    else
+        lm_tag="train_${token_type}"
+    fi
+    [ "${token_type}" = bpe ] && lm_tag+="${nbpe}"
+fi
+lm_exp=${lm_exp:-${expdir}/lm_${lm_tag}}
+lm_stats_dir="${expdir}/lm_stats_${token_type}"
+[ "${token_type}" = bpe ] && lm_stats_dir+="${nbpe}"
+[ -z "${lm_train_text}" ] && lm_train_text="${data_feats}/${train_set_sp}/text"
+[ -z "${lm_dev_text}" ] && lm_dev_text="${data_feats}/${valid_set}/text"
+[ -z "${lm_test_text}" ] && lm_test_text="${data_feats}/${test_sets%% *}/text"
 if [ -z "${inference_tag}" ]; then
     if [ -n "${inference_config}" ]; then
         inference_tag="$(basename "${inference_config}" .yaml)"
     else
         inference_tag=inference
     fi
+    if ${use_lm}; then inference_tag+="_lm_${lm_exp##*/}_${inference_lm%.*}"; fi
     inference_tag+="_asr_model_${inference_asr_model%.*}"
 fi
 
@@ -304,11 +343,133 @@ spm.SentencePieceTrainer.train(
     log "  $(wc -l < "${token_list}") tokens"
 fi
 
-# ========================================================================= ASR
-# Options shared by collect-stats and training, as ESPnet's asr.sh passes them.
-common_opts="--use_preprocessor true --bpemodel ${bpemodel} --token_type ${token_type}
-    --token_list ${token_list} --non_linguistic_symbols none --cleaner ${cleaner} --g2p none
-    --frontend_conf fs=${fs}"
+# ========================================================================= LM and ASR training
+# Tokenizer options of every ESPnet task here, as ESPnet's asr.sh passes them.
+tokenizer_opts="--use_preprocessor true --bpemodel ${bpemodel} --token_type ${token_type}
+    --token_list ${token_list} --non_linguistic_symbols none --cleaner ${cleaner} --g2p none"
+
+collect_stats() {  # <stats_dir> <train keys> <valid keys> <python module> <its options...>
+    local stats_dir=$1 train_keys=$2 valid_keys=$3 logdir=$1/logdir _nj n train_split="" valid_split="" _opts=""
+    shift 3
+    mkdir -p "${logdir}"
+    _nj=$(min "${nj}" "$(wc -l < "${train_keys}")" "$(wc -l < "${valid_keys}")")
+    for n in $(seq "${_nj}"); do
+        train_split+=" ${logdir}/train.${n}.scp"
+        valid_split+=" ${logdir}/valid.${n}.scp"
+    done
+    # shellcheck disable=SC2086
+    utils/split_scp.sh "${train_keys}" ${train_split}
+    # shellcheck disable=SC2086
+    utils/split_scp.sh "${valid_keys}" ${valid_split}
+    # shellcheck disable=SC2086
+    ${train_cmd} JOB=1:"${_nj}" "${logdir}/stats.JOB.log" \
+        ${python} -m "$@" --collect_stats true \
+            --train_shape_file "${logdir}/train.JOB.scp" \
+            --valid_shape_file "${logdir}/valid.JOB.scp" \
+            --output_dir "${logdir}/stats.JOB" \
+        || { tail -n 20 "${logdir}/stats.1.log" >&2; exit 1; }
+    for n in $(seq "${_nj}"); do _opts+=" --input_dir ${logdir}/stats.${n}"; done
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.aggregate_stats_dirs ${_opts} --output_dir "${stats_dir}"
+    # The vocabulary size as last dimension: ESPnet's batch_bins counting uses it.
+    for d in train valid; do
+        awk -v N="$(wc -l < "${token_list}")" '{ print $0 "," N }' \
+            "${stats_dir}/${d}/text_shape" > "${stats_dir}/${d}/text_shape.${token_type}"
+    done
+}
+
+launch_training() {  # <exp_dir> <valid stats to show (grep -o pattern)> <python module> <its options...>
+    local exp=$1 show=$2 pid shown="" line epoch valid
+    shift 2
+    mkdir -p "${exp}"
+    # ESPnet's own launcher: --ngpu/--num_nodes/--multiprocessing_distributed (nothing home-made).
+    ${python} -m espnet2.bin.launch \
+        --cmd "${cuda_cmd} --name ${exp}/train.log" \
+        --log "${exp}/train.log" \
+        --ngpu "${ngpu}" \
+        --num_nodes "${num_nodes}" \
+        --init_file_prefix "${exp}/.dist_init_" \
+        --multiprocessing_distributed true -- \
+        ${python} -m "$@" &
+    pid=$!
+    # Progress: one line per finished epoch with the validation figures.
+    while kill -0 "${pid}" 2>/dev/null; do
+        sleep 5
+        line=$(grep -h "epoch results" "${exp}/train.log" 2>/dev/null | tail -n 1 || true)
+        if [ -n "${line}" ] && [ "${line}" != "${shown}" ]; then
+            shown=${line}
+            epoch=$(grep -o "[0-9]*epoch results" <<< "${line}" | grep -o "^[0-9]*")
+            valid=$(sed 's/.*\[valid\]//' <<< "${line}" | grep -o "${show}" | tr '\n' ' ')
+            log "  epoch ${epoch}: valid ${valid}"
+        fi
+    done
+    wait "${pid}" || { tail -n 30 "${exp}/train.log" >&2; log "ERROR: training failed: ${exp}/train.log"; exit 1; }
+}
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    if ${use_lm}; then
+        log "Stage 6: LM collect stats: train ${lm_train_text}, valid ${lm_dev_text}"
+        # shellcheck disable=SC2086
+        need ${lm_train_text} "${lm_dev_text}" "${token_list}"
+        # One training text; ESPnet's loader needs unique keys, and an empty line teaches nothing.
+        # shellcheck disable=SC2086
+        cat ${lm_train_text} | awk 'NF > 1' > "${data_feats}/lm_train.txt"
+        dup=$(cut -d' ' -f1 "${data_feats}/lm_train.txt" | LC_ALL=C sort | uniq -d | head -n 1)
+        [ -z "${dup}" ] || { log "ERROR: --lm_train_text: key '${dup}' occurs twice (${lm_train_text})"; exit 1; }
+        _opts=
+        [ -n "${lm_config}" ] && _opts+="--config ${lm_config} "
+        # shellcheck disable=SC2086
+        collect_stats "${lm_stats_dir}" "${data_feats}/lm_train.txt" "${lm_dev_text}" \
+            espnet2.bin.lm_train ${tokenizer_opts} \
+            --train_data_path_and_name_and_type "${data_feats}/lm_train.txt,text,text" \
+            --valid_data_path_and_name_and_type "${lm_dev_text},text,text" ${_opts} ${lm_args}
+        log "  $(wc -l < "${data_feats}/lm_train.txt") training sentences, $(wc -w < "${data_feats}/lm_train.txt") words with keys"
+    else
+        log "Stage 6: Skip the LM (--use_lm false)"
+    fi
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    if ${use_lm}; then
+        log "Stage 7: LM training: ${lm_exp} (log: ${lm_exp}/train.log)"
+        need "${lm_stats_dir}/train/text_shape.${token_type}" "${data_feats}/lm_train.txt"
+        _opts=
+        [ -n "${lm_config}" ] && _opts+="--config ${lm_config} "
+        mkdir -p "${lm_exp}"
+        echo "${run_args} --stage 7 \"\$@\"; exit \$?" > "${lm_exp}/run.sh"; chmod +x "${lm_exp}/run.sh"
+        # shellcheck disable=SC2086
+        launch_training "${lm_exp}" "loss=[0-9.]*" espnet2.bin.lm_train ${tokenizer_opts} \
+            --train_data_path_and_name_and_type "${data_feats}/lm_train.txt,text,text" \
+            --valid_data_path_and_name_and_type "${lm_dev_text},text,text" \
+            --train_shape_file "${lm_stats_dir}/train/text_shape.${token_type}" \
+            --valid_shape_file "${lm_stats_dir}/valid/text_shape.${token_type}" \
+            --resume true --fold_length 150 \
+            --output_dir "${lm_exp}" ${_opts} ${lm_args}
+    else
+        log "Stage 7: Skip the LM (--use_lm false)"
+    fi
+fi
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+    if ${use_lm}; then
+        log "Stage 8: LM perplexity of ${lm_test_text}"
+        need "${lm_exp}/config.yaml" "${lm_exp}/${inference_lm}" "${lm_test_text}"
+        _dir=${lm_exp}/perplexity_$(basename "$(dirname "${lm_test_text}")")
+        mkdir -p "${_dir}"
+        ${decode_cmd} --gpu 0 "${_dir}/lm_calc_perplexity.log" \
+            ${python} -m espnet2.bin.lm_calc_perplexity --ngpu 0 \
+                --data_path_and_name_and_type "${lm_test_text},text,text" \
+                --train_config "${lm_exp}/config.yaml" \
+                --model_file "${lm_exp}/${inference_lm}" \
+                --output_dir "${_dir}" \
+            || { tail -n 20 "${_dir}/lm_calc_perplexity.log" >&2; exit 1; }
+        log "  perplexity per ${token_type} token: $(cat "${_dir}/ppl") (${_dir}/ppl)"
+    else
+        log "Stage 8: Skip the LM (--use_lm false)"
+    fi
+fi
+
+common_opts="${tokenizer_opts} --frontend_conf fs=${fs}"
 [ -n "${asr_config}" ] && common_opts+=" --config ${asr_config}"
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
@@ -316,38 +477,13 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
     _valid_dir=${data_feats}/${valid_set}
     log "Stage 10: ASR collect stats: train_set=${_train_dir}, valid_set=${_valid_dir}"
     need "${_train_dir}/wav.scp" "${_valid_dir}/wav.scp" "${token_list}"
-    _logdir=${asr_stats_dir}/logdir
-    mkdir -p "${_logdir}"
-    _nj=$(min "${nj}" "$(wc -l < "${_train_dir}/wav.scp")" "$(wc -l < "${_valid_dir}/wav.scp")")
-    train_split="" valid_split=""
-    for n in $(seq "${_nj}"); do
-        train_split+=" ${_logdir}/train.${n}.scp"
-        valid_split+=" ${_logdir}/valid.${n}.scp"
-    done
     # shellcheck disable=SC2086
-    utils/split_scp.sh "${_train_dir}/wav.scp" ${train_split}
-    # shellcheck disable=SC2086
-    utils/split_scp.sh "${_valid_dir}/wav.scp" ${valid_split}
-    # shellcheck disable=SC2086
-    ${train_cmd} JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
-        ${python} -m espnet_eexit.bin.asr_train --collect_stats true ${common_opts} \
-            --train_data_path_and_name_and_type "${_train_dir}/wav.scp,speech,sound" \
-            --train_data_path_and_name_and_type "${_train_dir}/text,text,text" \
-            --valid_data_path_and_name_and_type "${_valid_dir}/wav.scp,speech,sound" \
-            --valid_data_path_and_name_and_type "${_valid_dir}/text,text,text" \
-            --train_shape_file "${_logdir}/train.JOB.scp" \
-            --valid_shape_file "${_logdir}/valid.JOB.scp" \
-            --output_dir "${_logdir}/stats.JOB" ${asr_args} \
-        || { tail -n 20 "${_logdir}/stats.1.log" >&2; exit 1; }
-    _opts=
-    for n in $(seq "${_nj}"); do _opts+=" --input_dir ${_logdir}/stats.${n}"; done
-    # shellcheck disable=SC2086
-    ${python} -m espnet2.bin.aggregate_stats_dirs ${_opts} --output_dir "${asr_stats_dir}"
-    # The vocabulary size as last dimension: ESPnet's batch_bins counting uses it.
-    for d in train valid; do
-        awk -v N="$(wc -l < "${token_list}")" '{ print $0 "," N }' \
-            "${asr_stats_dir}/${d}/text_shape" > "${asr_stats_dir}/${d}/text_shape.${token_type}"
-    done
+    collect_stats "${asr_stats_dir}" "${_train_dir}/wav.scp" "${_valid_dir}/wav.scp" \
+        espnet_eexit.bin.asr_train ${common_opts} \
+        --train_data_path_and_name_and_type "${_train_dir}/wav.scp,speech,sound" \
+        --train_data_path_and_name_and_type "${_train_dir}/text,text,text" \
+        --valid_data_path_and_name_and_type "${_valid_dir}/wav.scp,speech,sound" \
+        --valid_data_path_and_name_and_type "${_valid_dir}/text,text,text" ${asr_args}
 fi
 
 if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
@@ -364,40 +500,18 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
     fi
     mkdir -p "${asr_exp}"
     echo "${run_args} --stage 11 \"\$@\"; exit \$?" > "${asr_exp}/run.sh"; chmod +x "${asr_exp}/run.sh"
-    # ESPnet's own launcher: --ngpu/--num_nodes/--multiprocessing_distributed (nothing home-made).
     # shellcheck disable=SC2086
-    ${python} -m espnet2.bin.launch \
-        --cmd "${cuda_cmd} --name ${asr_exp}/train.log" \
-        --log "${asr_exp}/train.log" \
-        --ngpu "${ngpu}" \
-        --num_nodes "${num_nodes}" \
-        --init_file_prefix "${asr_exp}/.dist_init_" \
-        --multiprocessing_distributed true -- \
-        ${python} -m espnet_eexit.bin.asr_train ${common_opts} \
-            --train_data_path_and_name_and_type "${_train_dir}/wav.scp,speech,sound" \
-            --train_data_path_and_name_and_type "${_train_dir}/text,text,text" \
-            --valid_data_path_and_name_and_type "${_valid_dir}/wav.scp,speech,sound" \
-            --valid_data_path_and_name_and_type "${_valid_dir}/text,text,text" \
-            --train_shape_file "${asr_stats_dir}/train/speech_shape" \
-            --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}" \
-            --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
-            --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
-            --resume true --fold_length 80000 --fold_length 150 \
-            --output_dir "${asr_exp}" ${_opts} ${asr_args} &
-    train_pid=$!
-    # Progress: one line per finished epoch with the validation CER of every exit.
-    shown=
-    while kill -0 "${train_pid}" 2>/dev/null; do
-        sleep 5
-        line=$(grep -h "epoch results" "${asr_exp}/train.log" 2>/dev/null | tail -n 1 || true)
-        if [ -n "${line}" ] && [ "${line}" != "${shown}" ]; then
-            shown=${line}
-            epoch=$(grep -o "[0-9]*epoch results" <<< "${line}" | grep -o "^[0-9]*")
-            valid=$(sed 's/.*\[valid\]//' <<< "${line}" | grep -o "c*er_ctc_exit[0-9]*=[0-9.]*" | tr '\n' ' ')
-            log "  epoch ${epoch}: valid ${valid}"
-        fi
-    done
-    wait "${train_pid}" || { tail -n 30 "${asr_exp}/train.log" >&2; log "ERROR: training failed"; exit 1; }
+    launch_training "${asr_exp}" "c*er_ctc_exit[0-9]*=[0-9.]*" espnet_eexit.bin.asr_train ${common_opts} \
+        --train_data_path_and_name_and_type "${_train_dir}/wav.scp,speech,sound" \
+        --train_data_path_and_name_and_type "${_train_dir}/text,text,text" \
+        --valid_data_path_and_name_and_type "${_valid_dir}/wav.scp,speech,sound" \
+        --valid_data_path_and_name_and_type "${_valid_dir}/text,text,text" \
+        --train_shape_file "${asr_stats_dir}/train/speech_shape" \
+        --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}" \
+        --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
+        --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
+        --resume true --fold_length 80000 --fold_length 150 \
+        --output_dir "${asr_exp}" ${_opts} ${asr_args}
 fi
 
 # ========================================================================= evaluation
@@ -408,6 +522,15 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
     if ${gpu_inference}; then _cmd=${cuda_cmd}; _ngpu=1; else _cmd=${decode_cmd}; _ngpu=0; fi
     _opts=
     [ -n "${inference_config}" ] && _opts+="--config ${inference_config} "
+    if ${use_lm}; then
+        need "${lm_exp}/config.yaml" "${lm_exp}/${inference_lm}"
+        # Shallow fusion happens in ESPnet's beam search; greedy CTC has no place for an LM.
+        if [ -n "${inference_config}" ] && grep -q "^ctc_greedy: *true" "${inference_config}"; then
+            log "ERROR: --use_lm true needs beam search, but ${inference_config} sets ctc_greedy: true (give e.g. --inference_config conf/decode_ctc_lm.yaml)"
+            exit 1
+        fi
+        _opts+="--lm_train_config ${lm_exp}/config.yaml --lm_file ${lm_exp}/${inference_lm} "
+    fi
     mkdir -p "${asr_exp}/${inference_tag}"
     echo "${run_args} --stage 12 \"\$@\"; exit \$?" > "${asr_exp}/${inference_tag}/run.sh"
     chmod +x "${asr_exp}/${inference_tag}/run.sh"
@@ -491,12 +614,14 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     num_layers=$(${python} -m espnet_eexit.bin.show_exits --num_layers "${asr_exp}/config.yaml")
     # Facts of the run above the table: machine, versions, data, configs, training time.
     train_time=$(scripts/training_time.sh "${asr_exp}" 2>/dev/null || echo "? (no train.log)")
-    notes="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(uname -m), $(nproc) CPU cores, ngpu ${ngpu};"
+    lm_note=
+    if ${use_lm}; then lm_note=", LM: \`${lm_exp}/${inference_lm}\` (\`${lm_config}\`)"; fi
+    notes="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(uname -m), $(nproc --all) CPU cores, ngpu ${ngpu};"
     notes+=" $(${python} -c 'import torch, espnet; print(f"torch {torch.__version__}, espnet {espnet.__version__}")' 2>/dev/null)
 - data: train \`${train_set_sp}\` $(wc -l < "${data_feats}/${train_set_sp}/text") utts, valid \`${valid_set}\`;"
     for dset in ${test_sets}; do notes+=" \`${dset}\` $(wc -l < "${data_feats}/${dset}/text") utts;"; done
     notes+="
-- config: \`${asr_config}\`, decoding: \`${inference_config}\`, checkpoint: \`${inference_asr_model}\`
+- config: \`${asr_config}\`, decoding: \`${inference_config}\`, checkpoint: \`${inference_asr_model}\`${lm_note}
 - training: ${train_time} (train.log timestamps)
 - command: \`$0 ${run_args}\`
 - WER per exit: \`${asr_exp}/wer_per_exit.png\`"
@@ -529,6 +654,7 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
     [ "${token_type}" = bpe ] && _opts+="--option ${bpemodel} "
     [ -f "${asr_exp}/${inference_tag}/RESULTS.md" ] && _opts+="--option ${asr_exp}/${inference_tag}/RESULTS.md "
     [ -d "${asr_exp}/images" ] && _opts+="--option ${asr_exp}/images "
+    if ${use_lm}; then _opts+="--lm_train_config ${lm_exp}/config.yaml --lm_file ${lm_exp}/${inference_lm} "; fi
     # shellcheck disable=SC2086
     ${python} -m espnet2.bin.pack asr \
         --asr_train_config "${asr_exp}/config.yaml" \

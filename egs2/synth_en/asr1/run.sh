@@ -10,6 +10,7 @@
 #   ./run.sh --asr_config conf/tuning/train_asr_eexit_conformer_aed.yaml \
 #            --inference_config conf/decode_aed.yaml                         # AED, decoder per exit
 #   ./run.sh --stage 12 --inference_config conf/decode_ctc.yaml   # CTC prefix beam search (beam 4, slow on CPU)
+#   ./run.sh --stage 6 --use_lm true --inference_config conf/decode_ctc_lm.yaml   # + character LM (stages 6-8)
 #
 # --corpus_size is this script's; every other option goes to asr.sh (./asr.sh --help).
 set -euo pipefail
@@ -39,6 +40,8 @@ esac
     --max_wav_duration 20 \
     --local_data_opts "--corpus_size ${corpus_size}" \
     --asr_config conf/train_asr_eexit_conformer.yaml \
+    --lm_config conf/train_lm_rnn.yaml \
+    --lm_train_text data/local/lm_train.txt \
     --inference_config conf/decode_ctc_greedy.yaml \
     --exit_policies "entropy:0.3 nbest_posterior:0.9" \
     "${asr_sh_args[@]}"

@@ -27,10 +27,12 @@ for log in "${exp}"/train.log "${exp}"/train.[0-9]*.log; do
     [ "${n}" -gt "${epochs}" ] && epochs=${n}
 done
 
+unit=epochs
+[ "${epochs}" -eq 1 ] && unit=epoch
 if [ "${runs}" -eq 0 ]; then
     echo "no finished epoch"
 elif [ "${runs}" -eq 1 ]; then
-    echo "${epochs} epochs in $(( seconds / 60 )) min"
+    echo "${epochs} ${unit} in $(( seconds / 60 )) min"
 else
-    echo "${epochs} epochs in $(( seconds / 60 )) min (${runs} runs: resumed $(( runs - 1 ))×)"
+    echo "${epochs} ${unit} in $(( seconds / 60 )) min (${runs} runs: resumed $(( runs - 1 ))×)"
 fi

@@ -14,8 +14,8 @@ Speakers (the same voice in two engines is ONE speaker):
 espeak-ng speaks at most ~25 % of each split. Text: train from five novels, dev and test from
 the held-out novel (persuasion), disjoint sentences. Rate and pitch vary per utterance; a
 fraction gets sox reverb, pink noise or a telephone band. Writes data/{train,dev,test}
-(wav.scp, text, utt2spk, spk2utt), the audio under data/wav/<split>/, and a manifest
-data/local/corpus.tsv. Seeded: the same options give the same plan (texts, voices, rates, pitches,
+(wav.scp, text, utt2spk, spk2utt), the audio under data/wav/<split>/, a manifest
+data/local/corpus.tsv, and the LM text data/local/lm_train.txt (every training sentence). Seeded: the same options give the same plan (texts, voices, rates, pitches,
 effects) and, for flite, festival and espeak-ng, the same audio bytes (sox runs with -R); piper's
 audio varies slightly from run to run (its model samples noise inside the ONNX graph, which
 cannot be seeded from outside). Resumable: audio already made is kept. Progress goes to stderr.
@@ -50,15 +50,27 @@ TEST_ESPEAK = ["en-gb-x-gbcwmd+m7", "en+f5"]
 EFFECTS = ("none",) * 7 + ("reverb", "noise", "telephone")
 
 
+def train_sentences(sentences):
+    """The training novels' distinct sentences, in book order. A sentence that also occurs in the
+    held-out novel ("YES", "I DO NOT KNOW") stays out: dev/test text is never trained on."""
+    held = set(sentences[HELDOUT_NOVEL])
+    return list(dict.fromkeys(s for novel in TRAIN_NOVELS for s in sentences[novel] if s not in held))
+
+
+def write_lm_text(path: Path, sentences) -> None:
+    """Every training sentence, spoken or not, as Kaldi text (``lm-<n> TEXT``): the LM's training
+    text (asr.sh --lm_train_text), about 4x the words of the default corpus's transcripts."""
+    text = train_sentences(sentences)
+    path.write_text("".join(f"lm-{i:06d} {s}\n" for i, s in enumerate(text)))
+
+
 def plan(args, sentences):
     """The whole corpus as rows (split, utt, speaker, engine, voice, rate, semitones, effect, text)."""
     rng = random.Random(args.seed)
     n_train, n_dev, n_test = SIZES[args.corpus_size]
     heldout = list(sentences[HELDOUT_NOVEL])
     rng.shuffle(heldout)
-    # a sentence that also occurs in the held-out novel ("YES", "I DO NOT KNOW") stays out of train
-    held = set(heldout)
-    train_text = list(dict.fromkeys(s for novel in TRAIN_NOVELS for s in sentences[novel] if s not in held))
+    train_text = train_sentences(sentences)
     rng.shuffle(train_text)
     texts = {"train": train_text, "dev": heldout[: len(heldout) // 2],
              "test": heldout[len(heldout) // 2:]}
@@ -182,6 +194,7 @@ def main():
         sentences[novel] = [s for s in sentences[novel] if s.strip()]
 
     rows = plan(args, sentences)
+    write_lm_text(args.data_dir / "local" / "lm_train.txt", sentences)
     wav_dir = args.data_dir / "wav"
     manifest = args.data_dir / "local" / "corpus.tsv"
     manifest.parent.mkdir(parents=True, exist_ok=True)
