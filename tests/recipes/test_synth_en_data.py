@@ -76,6 +76,21 @@ def test_plan_keeps_dev_and_test_speakers_and_text_out_of_train(text_dir):
     assert {r[3] for r in by_split["train"]} == {"piper", "flite", "festival", "espeak"}
 
 
+def test_lm_text_holds_every_training_sentence_and_no_dev_or_test_text(text_dir, tmp_path):
+    corpus = load("make_corpus")
+    sentences = {n: (text_dir / f"{n}.txt").read_text().splitlines()
+                 for n in corpus.TRAIN_NOVELS + (corpus.HELDOUT_NOVEL,)}
+    corpus.write_lm_text(tmp_path / "lm_train.txt", sentences)
+    lines = (tmp_path / "lm_train.txt").read_text().splitlines()
+    keys = [line.split(" ", 1)[0] for line in lines]
+    lm_text = {line.split(" ", 1)[1] for line in lines}
+    assert len(set(keys)) == len(keys) == len(lm_text)  # unique keys (ESPnet's loader), no repeats
+    assert not lm_text & set(sentences[corpus.HELDOUT_NOVEL])
+    rows = corpus.plan(argparse.Namespace(seed=3, corpus_size="default"), sentences)
+    assert {r[8] for r in rows if r[0] == "train"} <= lm_text
+    assert len(lm_text) > 4 * corpus.SIZES["default"][0]
+
+
 @pytest.mark.skipif(any(shutil.which(t) is None for t in ("flite", "text2wave", "espeak-ng", "sox")),
                     reason="TTS engines not installed (tools/install.sh installs them)")
 def test_every_engine_speaks_16k_audio(tmp_path):
