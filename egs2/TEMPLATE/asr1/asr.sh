@@ -191,25 +191,18 @@ else
 fi
 [ -z "${bpe_train_text}" ] && bpe_train_text="${data_feats}/${train_set_sp}/text"
 
-if [ -z "${asr_tag}" ]; then
-    if [ -n "${asr_config}" ]; then
-        asr_tag="$(basename "${asr_config}" .yaml)_${token_type}"
-    else
-        asr_tag="train_${token_type}"
-    fi
-    [ "${token_type}" = bpe ] && asr_tag+="${nbpe}"
-fi
+exp_tag() {  # <config>: ESPnet's default experiment tag, from the config's name and the units
+    local tag=train
+    [ -n "$1" ] && tag=$(basename "$1" .yaml)
+    tag+="_${token_type}"
+    [ "${token_type}" = bpe ] && tag+="${nbpe}"
+    echo "${tag}"
+}
+asr_tag=${asr_tag:-$(exp_tag "${asr_config}")}
 asr_exp=${asr_exp:-${expdir}/asr_${asr_tag}}
 asr_stats_dir="${expdir}/asr_stats_raw_${token_type}"
 [ "${token_type}" = bpe ] && asr_stats_dir+="${nbpe}"
-if [ -z "${lm_tag}" ]; then
-    if [ -n "${lm_config}" ]; then
-        lm_tag="$(basename "${lm_config}" .yaml)_${token_type}"
-    else
-        lm_tag="train_${token_type}"
-    fi
-    [ "${token_type}" = bpe ] && lm_tag+="${nbpe}"
-fi
+lm_tag=${lm_tag:-$(exp_tag "${lm_config}")}
 lm_exp=${lm_exp:-${expdir}/lm_${lm_tag}}
 lm_stats_dir="${expdir}/lm_stats_${token_type}"
 [ "${token_type}" = bpe ] && lm_stats_dir+="${nbpe}"
