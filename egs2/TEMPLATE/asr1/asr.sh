@@ -371,10 +371,12 @@ collect_stats() {  # <stats_dir> <train keys> <valid keys> <python module> <its 
     done
 }
 
-launch_training() {  # <exp_dir> <valid stats to show (grep -o pattern)> <python module> <its options...>
-    local exp=$1 show=$2 pid shown="" line epoch valid
-    shift 2
+launch_training() {  # <exp_dir> <stage> <valid stats to show (grep -o pattern)> <python module> <its options...>
+    local exp=$1 show=$3 pid shown="" line epoch valid
     mkdir -p "${exp}"
+    # <exp_dir>/run.sh reruns this stage with the same options (as ESPnet's asr.sh writes it)
+    echo "${run_args} --stage $2 \"\$@\"; exit \$?" > "${exp}/run.sh"; chmod +x "${exp}/run.sh"
+    shift 3
     # ESPnet's own launcher: --ngpu/--num_nodes/--multiprocessing_distributed (nothing home-made).
     ${python} -m espnet2.bin.launch \
         --cmd "${cuda_cmd} --name ${exp}/train.log" \
@@ -416,7 +418,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
             espnet2.bin.lm_train ${tokenizer_opts} \
             --train_data_path_and_name_and_type "${data_feats}/lm_train.txt,text,text" \
             --valid_data_path_and_name_and_type "${lm_dev_text},text,text" ${_opts} ${lm_args}
-        log "  $(wc -l < "${data_feats}/lm_train.txt") training sentences, $(wc -w < "${data_feats}/lm_train.txt") words with keys"
+        log "  LM training text: $(awk '{ n += NF - 1 } END { print NR " sentences, " n " words" }' "${data_feats}/lm_train.txt")"
     else
         log "Stage 6: Skip the LM (--use_lm false)"
     fi
@@ -428,10 +430,8 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         need "${lm_stats_dir}/train/text_shape.${token_type}" "${data_feats}/lm_train.txt"
         _opts=
         [ -n "${lm_config}" ] && _opts+="--config ${lm_config} "
-        mkdir -p "${lm_exp}"
-        echo "${run_args} --stage 7 \"\$@\"; exit \$?" > "${lm_exp}/run.sh"; chmod +x "${lm_exp}/run.sh"
         # shellcheck disable=SC2086
-        launch_training "${lm_exp}" "loss=[0-9.]*" espnet2.bin.lm_train ${tokenizer_opts} \
+        launch_training "${lm_exp}" 7 "loss=[0-9.]*" espnet2.bin.lm_train ${tokenizer_opts} \
             --train_data_path_and_name_and_type "${data_feats}/lm_train.txt,text,text" \
             --valid_data_path_and_name_and_type "${lm_dev_text},text,text" \
             --train_shape_file "${lm_stats_dir}/train/text_shape.${token_type}" \
@@ -456,7 +456,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
                 --model_file "${lm_exp}/${inference_lm}" \
                 --output_dir "${_dir}" \
             || { tail -n 20 "${_dir}/lm_calc_perplexity.log" >&2; exit 1; }
-        log "  perplexity per ${token_type} token: $(cat "${_dir}/ppl") (${_dir}/ppl)"
+        log "  perplexity per ${token_type} token: $(printf "%.2f" "$(cat "${_dir}/ppl")") (${_dir}/ppl)"
     else
         log "Stage 8: Skip the LM (--use_lm false)"
     fi
@@ -491,10 +491,8 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
     if [ -n "${pretrained_model}" ]; then
         _opts+="--init_param ${pretrained_model} --ignore_init_mismatch ${ignore_init_mismatch} "
     fi
-    mkdir -p "${asr_exp}"
-    echo "${run_args} --stage 11 \"\$@\"; exit \$?" > "${asr_exp}/run.sh"; chmod +x "${asr_exp}/run.sh"
     # shellcheck disable=SC2086
-    launch_training "${asr_exp}" "c*er_ctc_exit[0-9]*=[0-9.]*" espnet_eexit.bin.asr_train ${common_opts} \
+    launch_training "${asr_exp}" 11 "c*er_ctc_exit[0-9]*=[0-9.]*" espnet_eexit.bin.asr_train ${common_opts} \
         --train_data_path_and_name_and_type "${_train_dir}/wav.scp,speech,sound" \
         --train_data_path_and_name_and_type "${_train_dir}/text,text,text" \
         --valid_data_path_and_name_and_type "${_valid_dir}/wav.scp,speech,sound" \
