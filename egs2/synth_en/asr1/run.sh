@@ -10,7 +10,8 @@
 #   ./run.sh --asr_config conf/tuning/train_asr_eexit_conformer_aed.yaml \
 #            --inference_config conf/decode_aed.yaml                         # AED, decoder per exit
 #   ./run.sh --stage 12 --inference_config conf/decode_ctc.yaml   # CTC prefix beam search (beam 4, slow on CPU)
-#   ./run.sh --stage 6 --use_lm true --inference_config conf/decode_ctc_lm.yaml   # + character LM (stages 6-8)
+#   ./run.sh --stage 6 --stop_stage 8 --use_lm true   # character LM (stats, training, perplexity), then:
+#   ./run.sh --stage 12 --use_lm true --inference_config conf/decode_ctc_lm.yaml   # decode with it
 #
 # --corpus_size is this script's; every other option goes to asr.sh (./asr.sh --help).
 set -euo pipefail
