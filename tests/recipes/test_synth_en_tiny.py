@@ -4,6 +4,7 @@ decoded and scored -> RESULTS.md with one numeric row per exit and the WER plot.
 stages 6-8 and every exit decoded again with shallow fusion."""
 import math
 import shutil
+import subprocess
 
 import pytest
 
@@ -35,12 +36,15 @@ def test_tiny_corpus_runs_every_stage(tmp_path):
     # The LM (stages 6-8) on the tiny transcripts, one epoch; then every exit with shallow fusion.
     lm = ("--use_lm", "true", "--lm_train_text", "dump/raw/train/text", "--lm_args", "--max_epoch 1",
           "--test_sets", "test", "--inference_nj", "1")
+    greedy = run(recipe, *lm, check=False)  # run.sh's greedy config: refused before any work
+    assert greedy.returncode != 0 and "sets ctc_greedy: true" in greedy.stdout and "Stage 1" not in greedy.stdout
     run(recipe, *lm, "--stage", "6", "--stop_stage", "8")
     lm_exp = recipe / "exp" / "lm_train_lm_rnn_char"
     ppl = float((lm_exp / "perplexity_test" / "ppl").read_text())
     assert math.isfinite(ppl) and ppl > 1.0
-    greedy = run(recipe, *lm, "--stage", "12", "--stop_stage", "12", check=False)  # run.sh's greedy config
-    assert greedy.returncode != 0 and "sets ctc_greedy: true" in greedy.stdout
+    # exp/<lm_exp>/run.sh reruns its stage with the same options (here: only --help, to be quick)
+    rerun = subprocess.run([lm_exp / "run.sh", "--help"], cwd=recipe, capture_output=True, text=True)
+    assert rerun.returncode == 0 and "--use_lm" in rerun.stdout, rerun.stderr
     run(recipe, *lm, "--stage", "12", "--stop_stage", "13", "--inference_config", "conf/decode_ctc_lm.yaml",
         "--inference_args", "--beam_size 2", "--exit_policies", "", "--exit_sweep", "false")
     tag = "decode_ctc_lm_lm_lm_train_lm_rnn_char_valid.loss.ave_asr_model_valid.loss.ave"

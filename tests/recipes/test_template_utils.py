@@ -178,6 +178,7 @@ def test_training_time_adds_up_the_runs_of_a_resumed_training(tmp_path):
     # Resumed twice (ESPnet's launcher rotates train.log to train.1.log, train.2.log): the first run
     # was killed during epoch 3, the second finished 3-4, the third 5.
     (exp / "train.log").rename(exp / "train.2.log")
+    _train_log(exp / "train.3.log", "00:00:00", {1: "00:30:00"})  # an earlier training, not counted
     _train_log(exp / "train.1.log", "02:00:00", {3: "02:10:00", 4: "02:19:00"})
     _train_log(exp / "train.log", "03:00:00", {5: "03:08:59"})  # 20.5 + 19 + 9 min
     assert sh(script, exp).stdout.strip() == "5 epochs in 48 min (3 runs: resumed 2×)"

@@ -93,7 +93,7 @@ valid_set=
 test_sets=
 bpe_train_text=      # Text for BPE training (default: the training text).
 
-run_args=$(printf "%q " "$@")
+run_args=$(printf "%q " "$0" "$@")  # exp/*/run.sh: this command line, to rerun a stage
 help_message=$(cat << EOF
 Usage: $0 --train_set <train_set_name> --valid_set <valid_set_name> --test_sets "<test_set_names>"
 
@@ -206,7 +206,7 @@ lm_tag=${lm_tag:-$(exp_tag "${lm_config}")}
 lm_exp=${lm_exp:-${expdir}/lm_${lm_tag}}
 lm_stats_dir="${expdir}/lm_stats_${token_type}"
 [ "${token_type}" = bpe ] && lm_stats_dir+="${nbpe}"
-[ -z "${lm_train_text}" ] && lm_train_text="${data_feats}/${train_set_sp}/text"
+[ -z "${lm_train_text}" ] && lm_train_text="data/${train_set}/text"  # not the speed-perturbed copies
 [ -z "${lm_dev_text}" ] && lm_dev_text="${data_feats}/${valid_set}/text"
 [ -z "${lm_test_text}" ] && lm_test_text="${data_feats}/${test_sets%% *}/text"
 if [ -z "${inference_tag}" ]; then
@@ -225,6 +225,14 @@ need() {  # need <file>...: stop with a clear message when an earlier stage's ou
         [ -s "${f}" ] || { log "ERROR: ${f} is missing: run the stage that makes it first (see --help)"; exit 1; }
     done
 }
+
+# Shallow fusion happens in ESPnet's beam search; greedy CTC has no place for an LM. Said before
+# hours of training, not after.
+if ${use_lm} && [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ] && [ -n "${inference_config}" ] \
+        && grep -qiE "^ctc_greedy: *true" "${inference_config}"; then
+    log "ERROR: --use_lm true needs beam search, but ${inference_config} sets ctc_greedy: true (give e.g. --inference_config conf/decode_ctc_lm.yaml)"
+    exit 2
+fi
 
 # ========================================================================= data
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
@@ -394,7 +402,7 @@ launch_training() {  # <exp_dir> <stage> <valid stats to show (grep -o pattern)>
         if [ -n "${line}" ] && [ "${line}" != "${shown}" ]; then
             shown=${line}
             epoch=$(grep -o "[0-9]*epoch results" <<< "${line}" | grep -o "^[0-9]*")
-            valid=$(sed 's/.*\[valid\]//' <<< "${line}" | grep -o "${show}" | tr '\n' ' ')
+            valid=$(sed 's/.*\[valid\]//' <<< "${line}" | { grep -o "${show}" || true; } | tr '\n' ' ')
             log "  epoch ${epoch}: valid ${valid}"
         fi
     done
@@ -406,11 +414,23 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         log "Stage 6: LM collect stats: train ${lm_train_text}, valid ${lm_dev_text}"
         # shellcheck disable=SC2086
         need ${lm_train_text} "${lm_dev_text}" "${token_list}"
+        for f in ${lm_train_text}; do
+            if [ "$(realpath "${f}")" = "$(realpath -m "${data_feats}/lm_train.txt")" ]; then
+                log "ERROR: --lm_train_text ${f} is stage 6's output: give the source texts"; exit 1
+            fi
+        done
         # One training text; ESPnet's loader needs unique keys, and an empty line teaches nothing.
         # shellcheck disable=SC2086
-        cat ${lm_train_text} | awk 'NF > 1' > "${data_feats}/lm_train.txt"
-        dup=$(cut -d' ' -f1 "${data_feats}/lm_train.txt" | LC_ALL=C sort | uniq -d | head -n 1)
+        awk 'NF > 1' ${lm_train_text} > "${data_feats}/lm_train.txt"
+        dup=$(awk 'seen[$1]++ { print $1; exit }' "${data_feats}/lm_train.txt")
         [ -z "${dup}" ] || { log "ERROR: --lm_train_text: key '${dup}' occurs twice (${lm_train_text})"; exit 1; }
+        if [ "${token_type}" = char ]; then
+            # Characters the ASR token list lacks would all become <unk> for the LM.
+            missing=$(awk 'NR == FNR { tok[$1]; next }
+                { $1 = ""; gsub(/ /, ""); n = split($0, c, ""); for (i = 1; i <= n; i++) if (!(c[i] in tok)) m[c[i]] }
+                END { for (x in m) printf "%s", x }' "${token_list}" "${data_feats}/lm_train.txt")
+            [ -z "${missing}" ] || log "WARNING: characters of the LM text not in ${token_list} (they become ${oov}): ${missing}"
+        fi
         _opts=
         [ -n "${lm_config}" ] && _opts+="--config ${lm_config} "
         # shellcheck disable=SC2086
@@ -447,10 +467,10 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     if ${use_lm}; then
         log "Stage 8: LM perplexity of ${lm_test_text}"
         need "${lm_exp}/config.yaml" "${lm_exp}/${inference_lm}" "${lm_test_text}"
-        _dir=${lm_exp}/perplexity_$(basename "$(dirname "${lm_test_text}")")
+        _dir=${lm_exp}/perplexity_test
         mkdir -p "${_dir}"
-        ${decode_cmd} --gpu 0 "${_dir}/lm_calc_perplexity.log" \
-            ${python} -m espnet2.bin.lm_calc_perplexity --ngpu 0 \
+        ${cuda_cmd} --gpu "${ngpu}" "${_dir}/lm_calc_perplexity.log" \
+            ${python} -m espnet2.bin.lm_calc_perplexity --ngpu "${ngpu}" \
                 --data_path_and_name_and_type "${lm_test_text},text,text" \
                 --train_config "${lm_exp}/config.yaml" \
                 --model_file "${lm_exp}/${inference_lm}" \
@@ -515,11 +535,6 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
     [ -n "${inference_config}" ] && _opts+="--config ${inference_config} "
     if ${use_lm}; then
         need "${lm_exp}/config.yaml" "${lm_exp}/${inference_lm}"
-        # Shallow fusion happens in ESPnet's beam search; greedy CTC has no place for an LM.
-        if [ -n "${inference_config}" ] && grep -q "^ctc_greedy: *true" "${inference_config}"; then
-            log "ERROR: --use_lm true needs beam search, but ${inference_config} sets ctc_greedy: true (give e.g. --inference_config conf/decode_ctc_lm.yaml)"
-            exit 1
-        fi
         _opts+="--lm_train_config ${lm_exp}/config.yaml --lm_file ${lm_exp}/${inference_lm} "
     fi
     mkdir -p "${asr_exp}/${inference_tag}"
@@ -614,7 +629,7 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     notes+="
 - config: \`${asr_config}\`, decoding: \`${inference_config}\`, checkpoint: \`${inference_asr_model}\`${lm_note}
 - training: ${train_time} (train.log timestamps)
-- command: \`$0 ${run_args}\`
+- command: \`${run_args}\`
 - WER per exit: \`${asr_exp}/wer_per_exit.png\`"
     ${python} -m espnet_eexit.bin.exit_results "${asr_exp}/${inference_tag}" \
         --num_layers "${num_layers}" \
@@ -645,7 +660,11 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
     [ "${token_type}" = bpe ] && _opts+="--option ${bpemodel} "
     [ -f "${asr_exp}/${inference_tag}/RESULTS.md" ] && _opts+="--option ${asr_exp}/${inference_tag}/RESULTS.md "
     [ -d "${asr_exp}/images" ] && _opts+="--option ${asr_exp}/images "
-    if ${use_lm}; then _opts+="--lm_train_config ${lm_exp}/config.yaml --lm_file ${lm_exp}/${inference_lm} "; fi
+    if ${use_lm}; then
+        need "${lm_exp}/config.yaml" "${lm_exp}/${inference_lm}"
+        _opts+="--lm_train_config ${lm_exp}/config.yaml --lm_file ${lm_exp}/${inference_lm} "
+        [ -f "${lm_exp}/perplexity_test/ppl" ] && _opts+="--option ${lm_exp}/perplexity_test/ppl "
+    fi
     # shellcheck disable=SC2086
     ${python} -m espnet2.bin.pack asr \
         --asr_train_config "${asr_exp}/config.yaml" \

@@ -43,6 +43,7 @@ esac
     --asr_config conf/train_asr_eexit_conformer.yaml \
     --lm_config conf/train_lm_rnn.yaml \
     --lm_train_text data/local/lm_train.txt \
+    --lm_test_text dump/raw/test/text \
     --inference_config conf/decode_ctc_greedy.yaml \
     --exit_policies "entropy:0.3 nbest_posterior:0.9" \
     "${asr_sh_args[@]}"

@@ -194,10 +194,10 @@ def main():
         sentences[novel] = [s for s in sentences[novel] if s.strip()]
 
     rows = plan(args, sentences)
-    write_lm_text(args.data_dir / "local" / "lm_train.txt", sentences)
     wav_dir = args.data_dir / "wav"
     manifest = args.data_dir / "local" / "corpus.tsv"
     manifest.parent.mkdir(parents=True, exist_ok=True)
+    write_lm_text(args.data_dir / "local" / "lm_train.txt", sentences)
     manifest.write_text("split\tutt\tspeaker\tengine\tvoice\trate\tsemitones\teffect\ttext\n"
                         + "".join("\t".join(map(str, r)) + "\n" for r in rows))
     failures = []
