@@ -18,7 +18,7 @@ TOKENS = ["<blank>", "<unk>"] + [f"t{i}" for i in range(253)] + ["<sos/eos>"]  #
 SYNTH_EN_CONF = REPO / "egs2" / "synth_en" / "asr1" / "conf"
 # the paper's and, at CPU scale, synth_en's (default, single-exit baselines, AED)
 CONFORMER_CONFIGS = sorted([*CONF.glob("train_asr_eexit_conformer_*.yaml"), *CONF.glob("tuning/*.yaml"),
-                            *SYNTH_EN_CONF.glob("train_*.yaml"), *SYNTH_EN_CONF.glob("tuning/*.yaml")])
+                            *SYNTH_EN_CONF.glob("train_asr_*.yaml"), *SYNTH_EN_CONF.glob("tuning/*.yaml")])
 
 
 def build(config: Path, **overrides) -> torch.nn.Module:

@@ -383,7 +383,8 @@ launch_training() {  # <exp_dir> <stage> <valid stats to show (grep -o pattern)>
     local exp=$1 show=$3 pid shown="" line epoch valid
     mkdir -p "${exp}"
     # <exp_dir>/run.sh reruns this stage with the same options (as ESPnet's asr.sh writes it)
-    echo "${run_args} --stage $2 \"\$@\"; exit \$?" > "${exp}/run.sh"; chmod +x "${exp}/run.sh"
+    printf '#!/usr/bin/env bash\n%s\n' "${run_args} --stage $2 \"\$@\"; exit \$?" > "${exp}/run.sh"
+    chmod +x "${exp}/run.sh"
     shift 3
     # ESPnet's own launcher: --ngpu/--num_nodes/--multiprocessing_distributed (nothing home-made).
     ${python} -m espnet2.bin.launch \
@@ -538,7 +539,7 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
         _opts+="--lm_train_config ${lm_exp}/config.yaml --lm_file ${lm_exp}/${inference_lm} "
     fi
     mkdir -p "${asr_exp}/${inference_tag}"
-    echo "${run_args} --stage 12 \"\$@\"; exit \$?" > "${asr_exp}/${inference_tag}/run.sh"
+    printf '#!/usr/bin/env bash\n%s\n' "${run_args} --stage 12 \"\$@\"; exit \$?" > "${asr_exp}/${inference_tag}/run.sh"
     chmod +x "${asr_exp}/${inference_tag}/run.sh"
     # One decoding run = split the keys, ${_nj} jobs of asr_inference, merge the outputs.
     # Sets _logdir and _merge_nj for merge_files.
