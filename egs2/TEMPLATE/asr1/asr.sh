@@ -348,6 +348,8 @@ fi
 # Tokenizer options of every ESPnet task here, as ESPnet's asr.sh passes them.
 tokenizer_opts="--use_preprocessor true --bpemodel ${bpemodel} --token_type ${token_type}
     --token_list ${token_list} --non_linguistic_symbols none --cleaner ${cleaner} --g2p none"
+lm_common_opts=${tokenizer_opts}
+[ -n "${lm_config}" ] && lm_common_opts+=" --config ${lm_config}"
 
 collect_stats() {  # <stats_dir> <train keys> <valid keys> <python module> <its options...>
     local stats_dir=$1 train_keys=$2 valid_keys=$3 logdir=$1/logdir _nj n train_split="" valid_split="" _opts=""
@@ -379,12 +381,15 @@ collect_stats() {  # <stats_dir> <train keys> <valid keys> <python module> <its 
     done
 }
 
+write_rerun_script() {  # <dir> <stage>: <dir>/run.sh reruns the stage with this run's options (as ESPnet's asr.sh)
+    mkdir -p "$1"
+    printf '#!/usr/bin/env bash\n%s\n' "${run_args} --stage $2 \"\$@\"; exit \$?" > "$1/run.sh"
+    chmod +x "$1/run.sh"
+}
+
 launch_training() {  # <exp_dir> <stage> <valid stats to show (grep -o pattern)> <python module> <its options...>
     local exp=$1 show=$3 pid shown="" line epoch valid
-    mkdir -p "${exp}"
-    # <exp_dir>/run.sh reruns this stage with the same options (as ESPnet's asr.sh writes it)
-    printf '#!/usr/bin/env bash\n%s\n' "${run_args} --stage $2 \"\$@\"; exit \$?" > "${exp}/run.sh"
-    chmod +x "${exp}/run.sh"
+    write_rerun_script "${exp}" "$2"
     shift 3
     # ESPnet's own launcher: --ngpu/--num_nodes/--multiprocessing_distributed (nothing home-made).
     ${python} -m espnet2.bin.launch \
@@ -432,13 +437,11 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
                 END { for (x in m) printf "%s", x }' "${token_list}" "${data_feats}/lm_train.txt")
             [ -z "${missing}" ] || log "WARNING: characters of the LM text not in ${token_list} (they become ${oov}): ${missing}"
         fi
-        _opts=
-        [ -n "${lm_config}" ] && _opts+="--config ${lm_config} "
         # shellcheck disable=SC2086
         collect_stats "${lm_stats_dir}" "${data_feats}/lm_train.txt" "${lm_dev_text}" \
-            espnet2.bin.lm_train ${tokenizer_opts} \
+            espnet2.bin.lm_train ${lm_common_opts} \
             --train_data_path_and_name_and_type "${data_feats}/lm_train.txt,text,text" \
-            --valid_data_path_and_name_and_type "${lm_dev_text},text,text" ${_opts} ${lm_args}
+            --valid_data_path_and_name_and_type "${lm_dev_text},text,text" ${lm_args}
         log "  LM training text: $(awk '{ n += NF - 1 } END { print NR " sentences, " n " words" }' "${data_feats}/lm_train.txt")"
     else
         log "Stage 6: Skip the LM (--use_lm false)"
@@ -449,16 +452,14 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     if ${use_lm}; then
         log "Stage 7: LM training: ${lm_exp} (log: ${lm_exp}/train.log)"
         need "${lm_stats_dir}/train/text_shape.${token_type}" "${data_feats}/lm_train.txt"
-        _opts=
-        [ -n "${lm_config}" ] && _opts+="--config ${lm_config} "
         # shellcheck disable=SC2086
-        launch_training "${lm_exp}" 7 "loss=[0-9.]*" espnet2.bin.lm_train ${tokenizer_opts} \
+        launch_training "${lm_exp}" 7 "loss=[0-9.]*" espnet2.bin.lm_train ${lm_common_opts} \
             --train_data_path_and_name_and_type "${data_feats}/lm_train.txt,text,text" \
             --valid_data_path_and_name_and_type "${lm_dev_text},text,text" \
             --train_shape_file "${lm_stats_dir}/train/text_shape.${token_type}" \
             --valid_shape_file "${lm_stats_dir}/valid/text_shape.${token_type}" \
             --resume true --fold_length 150 \
-            --output_dir "${lm_exp}" ${_opts} ${lm_args}
+            --output_dir "${lm_exp}" ${lm_args}
     else
         log "Stage 7: Skip the LM (--use_lm false)"
     fi
@@ -538,9 +539,7 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
         need "${lm_exp}/config.yaml" "${lm_exp}/${inference_lm}"
         _opts+="--lm_train_config ${lm_exp}/config.yaml --lm_file ${lm_exp}/${inference_lm} "
     fi
-    mkdir -p "${asr_exp}/${inference_tag}"
-    printf '#!/usr/bin/env bash\n%s\n' "${run_args} --stage 12 \"\$@\"; exit \$?" > "${asr_exp}/${inference_tag}/run.sh"
-    chmod +x "${asr_exp}/${inference_tag}/run.sh"
+    write_rerun_script "${asr_exp}/${inference_tag}" 12
     # One decoding run = split the keys, ${_nj} jobs of asr_inference, merge the outputs.
     # Sets _logdir and _merge_nj for merge_files.
     decode_run() {  # <out_dir> <data_dir> <asr_inference options...>
