@@ -176,7 +176,7 @@ def test_training_time_adds_up_the_runs_of_a_resumed_training(tmp_path):
     _train_log(exp / "train.log", "01:00:00", {1: "01:10:00", 2: "01:20:30"})
     assert sh(script, exp).stdout.strip() == "2 epochs in 20 min"
     # Resumed twice (ESPnet's launcher rotates train.log to train.1.log, train.2.log): the first run
-    # was killed during epoch 3, the second finished 3-4, the third 5.
+    # finished epochs 1-2 (killed during 3), the second 3-4, the third 5.
     (exp / "train.log").rename(exp / "train.2.log")
     _train_log(exp / "train.3.log", "00:00:00", {1: "00:30:00"})  # an earlier training, not counted
     _train_log(exp / "train.1.log", "02:00:00", {3: "02:10:00", 4: "02:19:00"})

@@ -15,10 +15,11 @@ espeak-ng speaks at most ~25 % of each split. Text: train from five novels, dev 
 the held-out novel (persuasion), disjoint sentences. Rate and pitch vary per utterance; a
 fraction gets sox reverb, pink noise or a telephone band. Writes data/{train,dev,test}
 (wav.scp, text, utt2spk, spk2utt), the audio under data/wav/<split>/, a manifest
-data/local/corpus.tsv, and the LM text data/local/lm_train.txt (every training sentence). Seeded: the same options give the same plan (texts, voices, rates, pitches,
-effects) and, for flite, festival and espeak-ng, the same audio bytes (sox runs with -R); piper's
-audio varies slightly from run to run (its model samples noise inside the ONNX graph, which
-cannot be seeded from outside). Resumable: audio already made is kept. Progress goes to stderr.
+data/local/corpus.tsv, and the LM text data/local/lm_train.txt (every training sentence).
+Seeded: the same options give the same plan (texts, voices, rates, pitches, effects) and, for
+flite, festival and espeak-ng, the same audio bytes (sox runs with -R); piper's audio varies
+slightly from run to run (its model samples noise inside the ONNX graph, which cannot be seeded
+from outside). Resumable: audio already made is kept. Progress goes to stderr.
 """
 import argparse
 import os
@@ -59,7 +60,7 @@ def train_sentences(sentences):
 
 def write_lm_text(path: Path, sentences) -> None:
     """Every training sentence, spoken or not, as Kaldi text (``lm-<n> TEXT``): the LM's training
-    text (asr.sh --lm_train_text), about 4x the words of the default corpus's transcripts."""
+    text (asr.sh --lm_train_text), about 4.5x the words of the default corpus's transcripts."""
     text = train_sentences(sentences)
     path.write_text("".join(f"lm-{i:06d} {s}\n" for i, s in enumerate(text)))
 
