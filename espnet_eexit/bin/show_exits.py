@@ -25,14 +25,15 @@ def exits_of_config(config: dict) -> Tuple[List[int], int]:
     # Only the encoder's module is imported: much faster than ESPnet's whole ASR task.
     from espnet2.utils.get_default_kwargs import get_default_kwargs
 
-    from espnet_eexit.encoder.early_exit import default_exit_layers, validate_exit_layers
+    from espnet_eexit.encoder.early_exit import validate_exit_layers
 
     cls = load_class(ENCODERS[name])
     conf = {**get_default_kwargs(cls), **(config.get("encoder_conf") or {})}
-    num_layers = int(conf["num_blocks"])
+    num_layers = cls.layers_in_config(conf)
     exits = conf.get("exit_layers")
-    return (default_exit_layers(num_layers) if exits is None
-            else validate_exit_layers(exits, num_layers)), num_layers
+    if exits is None:
+        exits = cls.default_exit_layers(num_layers)
+    return validate_exit_layers(exits, num_layers), num_layers
 
 
 def main(cmd=None) -> None:
@@ -44,7 +45,7 @@ def main(cmd=None) -> None:
         parser.error(f"config not found: {args.config}")
     try:
         exits, num_layers = exits_of_config(yaml.safe_load(args.config.read_text()))
-    except EarlyExitConfigError as e:
+    except (EarlyExitConfigError, OSError) as e:  # OSError: a backbone's config unreadable
         parser.error(f"{args.config}: {e}")
     print(num_layers if args.num_layers else " ".join(map(str, exits)))
 

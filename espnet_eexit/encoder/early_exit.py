@@ -60,11 +60,13 @@ class EncoderState:
         xs: (B, T', D) hidden states, or ``(hidden, pos_emb)`` for relative-position layers.
         masks: (B, 1, T') bool mask of valid frames.
         depth: number of layers already computed (0 = only the front end).
+        frozen: the layers run without gradients (a backbone's ``freeze_*_steps`` phase).
     """
 
     xs: Hidden
     masks: torch.Tensor
     depth: int = 0
+    frozen: bool = False
 
     @property
     def hidden(self) -> torch.Tensor:
@@ -95,7 +97,7 @@ class EncoderState:
             xs: Hidden = (x, pos_emb)
         else:
             xs = self.xs.index_select(0, index)[:, :t_max]
-        return EncoderState(xs=xs, masks=masks, depth=self.depth)
+        return EncoderState(xs=xs, masks=masks, depth=self.depth, frozen=self.frozen)
 
 
 def default_exit_layers(num_blocks: int) -> List[int]:
@@ -210,7 +212,7 @@ class EarlyExitEncoderMixin:
             )
         self.num_layers = num_blocks
         self.exit_layers = validate_exit_layers(
-            default_exit_layers(num_blocks) if exit_layers is None else exit_layers, num_blocks
+            self.default_exit_layers(num_blocks) if exit_layers is None else exit_layers, num_blocks
         )
         self.exit_norm = exit_norm
         if self.exit_layers[-1] != num_blocks:
@@ -226,6 +228,29 @@ class EarlyExitEncoderMixin:
             for k in self.exit_layers:
                 if k != num_blocks:
                     self.exit_norms[str(k)] = LayerNorm(self.output_size())
+
+    # Where exits sit when the config names none; a backbone may place them otherwise.
+    default_exit_layers = staticmethod(default_exit_layers)
+
+    def _count_training_forward(self, frozen_steps: int) -> bool:
+        """Count a training forward in the buffer ``num_train_forwards`` (which the backbone
+        registers, so that the count survives checkpoints and resuming); True while the first
+        ``frozen_steps`` forwards are not done yet."""
+        if not self.training:
+            return False
+        self.num_train_forwards += 1
+        if frozen_steps == 0:
+            return False
+        done = int(self.num_train_forwards) - 1  # reads the (GPU) buffer only when needed
+        if done == frozen_steps:
+            logging.info("%s: %d frozen forwards done, training the layers", type(self).__name__, done)
+        return done < frozen_steps
+
+    @classmethod
+    def layers_in_config(cls, encoder_conf: dict) -> int:
+        """The number of layers of the encoder that ``encoder_conf`` (complete with the class's
+        defaults) builds, without building it (``show_exits`` in shell recipes)."""
+        return int(encoder_conf["num_blocks"])
 
     def _final_norm(self) -> Optional[torch.nn.Module]:
         # Conformer/Transformer apply after_norm only with normalize_before (pre-LN layers).

@@ -15,7 +15,6 @@ over the utterance's own samples only (Hugging Face's model would include the pa
 ``transformers`` is imported only when an encoder is built: registering the plugin never needs it.
 """
 import contextlib
-import logging
 import os
 from dataclasses import dataclass
 from typing import List, Optional
@@ -25,6 +24,7 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, EncoderState
+from espnet_eexit.encoder.hf_attention import bidirectional_padding_mask
 from espnet_eexit.errors import EarlyExitConfigError
 
 # ``config.model_type`` of checkpoints whose encoder is the wav2vec2-style or the WavLM encoder.
@@ -38,11 +38,9 @@ class HFEncoderState(EncoderState):
     Attributes:
         position_bias: (B * H, T', T') WavLM's relative position bias, computed by layer 1 and
             reused by the later layers (None before layer 1 and for other models).
-        frozen: the transformer runs without gradients (``freeze_transformer_steps``).
     """
 
     position_bias: Optional[torch.Tensor] = None
-    frozen: bool = False
 
     def select(self, index: torch.Tensor) -> "HFEncoderState":
         """Keep the utterances ``index``, cut the padding (see :meth:`EncoderState.select`)."""
@@ -54,7 +52,7 @@ class HFEncoderState(EncoderState):
             # the bias of the shorter sequence.
             bias = bias.view(batch, -1, t_old, t_old).index_select(0, index)
             bias = bias[:, :, :t_max, :t_max].reshape(-1, t_max, t_max)
-        return HFEncoderState(kept.xs, kept.masks, kept.depth, bias, self.frozen)
+        return HFEncoderState(kept.xs, kept.masks, kept.depth, self.frozen, bias)
 
 
 def load_hf_model(hf_model: str, load_pretrained_weights: bool = True) -> torch.nn.Module:
@@ -167,6 +165,12 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
     def output_size(self) -> int:
         return self.hf.config.hidden_size
 
+    @classmethod
+    def layers_in_config(cls, encoder_conf: dict) -> int:
+        from transformers import AutoConfig
+
+        return int(AutoConfig.from_pretrained(os.path.expanduser(encoder_conf["hf_model"])).num_hidden_layers)
+
     @property
     def encoders(self) -> torch.nn.ModuleList:
         """The transformer layers (hooks on them count the layers that run)."""
@@ -210,18 +214,6 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
             x = layer(x)
         return x.transpose(1, 2)
 
-    def _count_training_forward(self) -> bool:
-        """Count a training forward; True while the transformer is still frozen."""
-        if not self.training:
-            return False
-        self.num_train_forwards += 1
-        if self.freeze_transformer_steps == 0:
-            return False
-        done = int(self.num_train_forwards) - 1  # reads the (GPU) buffer only when needed
-        if done == self.freeze_transformer_steps:
-            logging.info("eexit_hf_wav2vec2: %d frozen forwards done, training the layers", done)
-        return done < self.freeze_transformer_steps
-
     def start(self, xs_pad: torch.Tensor, ilens: torch.Tensor) -> HFEncoderState:
         """CNN feature encoder, feature projection, masking (training) and the pre-layer steps.
 
@@ -246,7 +238,7 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
                 xs_pad.size(1),
                 field,
             )
-        frozen = self._count_training_forward()
+        frozen = self._count_training_forward(self.freeze_transformer_steps)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_feature_encoder):
             feats = self._feature_encoder(xs_pad, ilens)
         lengths = self.hf._get_feat_extract_output_lengths(ilens).clamp(min=0).to(feats.device)
@@ -272,10 +264,7 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
         """The padding mask in the form the model's layers take it."""
         if self.is_wavlm:
             return valid  # WavLM's attention takes the (B, T') mask of valid frames itself
-        from transformers.masking_utils import create_bidirectional_mask
-
-        # positional: the name of the 2nd argument changed in transformers 5.x (input(s)_embeds)
-        return create_bidirectional_mask(self.hf.config, hidden, valid)
+        return bidirectional_padding_mask(self.hf.config, hidden, valid)
 
     def advance(self, state: HFEncoderState, layer: int) -> HFEncoderState:
         """Run layers ``state.depth + 1 .. layer`` (1-based) and nothing else."""
@@ -298,4 +287,4 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
                 else:
                     out = self.encoders[idx](hidden, attention_mask=attention_mask)
                     hidden = out[0] if isinstance(out, tuple) else out
-        return HFEncoderState(hidden, state.masks, layer, bias, state.frozen)
+        return HFEncoderState(hidden, state.masks, layer, state.frozen, bias)
