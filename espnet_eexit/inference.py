@@ -165,7 +165,7 @@ class EarlyExitSpeech2Text(Speech2Text):
     def _decode_single_sample(self, enc: torch.Tensor) -> Results:
         """ESPnet's n-best results for one utterance's (T', D) encoder output (of the exit in use)."""
         if not self.ctc_greedy:
-            return super()._decode_single_sample(enc)
+            return self._beam_search_within_decoder_length(enc)
         model = self.asr_model
         head = (model.ctc_for_exit(self._scoring_exit) if isinstance(model, EarlyExitASRModel)
                 else model.ctc)
@@ -179,6 +179,28 @@ class EarlyExitSpeech2Text(Speech2Text):
         hyp = Hypothesis(score=score, scores={"ctc": score}, states={},
                          yseq=torch.tensor([model.sos, *token_int, model.eos]))
         return [(text, token, token_int, hyp)]
+
+    def _beam_search_within_decoder_length(self, enc: torch.Tensor) -> Results:
+        """ESPnet's beam search, its output length capped at what the decoder in use can read.
+
+        ESPnet caps a hypothesis at ``maxlenratio`` x encoder frames (all frames for 0); a decoder
+        with learned positions (Whisper's: 448) cannot go on past its last one, e.g. when a weak
+        exit never emits ``<eos>`` on a long utterance. A negative ``maxlenratio`` is ESPnet's
+        absolute maximum length.
+        """
+        model = self.asr_model
+        decoder = (model.decoder_for_exit(self._scoring_exit) if isinstance(model, EarlyExitASRModel)
+                   else getattr(model, "decoder", None))
+        limit = getattr(decoder, "max_output_length", None)
+        ratio = self.maxlenratio  # ESPnet's maxlen, as BeamSearch.forward computes it
+        maxlen = enc.size(0) if ratio == 0 else (-ratio if ratio < 0 else max(1, int(ratio * enc.size(0))))
+        if limit is None or maxlen <= limit:
+            return super()._decode_single_sample(enc)
+        self.maxlenratio = -float(limit)
+        try:
+            return super()._decode_single_sample(enc)
+        finally:
+            self.maxlenratio = ratio
 
     # ------------------------------------------------------------------ all exits in one pass
     @torch.no_grad()

@@ -22,6 +22,10 @@ ENCODERS = {
     # Whisper's audio encoder (a local converted checkpoint, or a name / Hub id with a network)
     "eexit_whisper": "espnet_eexit.encoder.whisper:EarlyExitWhisperEncoder",
 }
+DECODERS = {
+    # Whisper's pretrained text decoder (token_type whisper_en), shared by the exits or per exit
+    "eexit_whisper": "espnet_eexit.decoder.whisper:WhisperDecoder",
+}
 MODELS = {"eexit": "espnet_eexit.model:EarlyExitASRModel"}
 
 
@@ -43,8 +47,10 @@ def register() -> None:
         with contextlib.redirect_stdout(sys.stderr):
             asr_task = importlib.import_module(ASR_TASK_MODULE)
     encoders = {name: load_class(target) for name, target in ENCODERS.items()}
+    decoders = {name: load_class(target) for name, target in DECODERS.items()}
     models = {name: load_class(target) for name, target in MODELS.items()}
     asr_task.encoder_choices.classes.update(encoders)
+    asr_task.decoder_choices.classes.update(decoders)
     asr_task.model_choices.classes.update(models)
 
 

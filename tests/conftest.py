@@ -17,6 +17,12 @@ torch.set_num_threads(2)
 
 TOKENS = ["<blank>", "<unk>", "a", "b", "c", "d", "e", "<space>", "<sos/eos>"]
 SMALL_ENCODER = dict(output_size=32, attention_heads=2, linear_units=64, num_blocks=6)
+# A tiny Whisper (4 encoder layers, 1 decoder layer, d 32, 100 tokens), randomly initialised.
+TINY_WHISPER = dict(d_model=32, encoder_layers=4, decoder_layers=1, encoder_attention_heads=2,
+                    decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=100,
+                    num_mel_bins=80, max_source_positions=1500, max_target_positions=32, pad_token_id=0,
+                    bos_token_id=1, eos_token_id=1, decoder_start_token_id=2,
+                    dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
 
 
 def build_model(**config) -> torch.nn.Module:
@@ -59,6 +65,22 @@ def count_layer_calls(encoder) -> list:
     for idx, layer in enumerate(encoder.encoders):
         layer.register_forward_hook(lambda *_, idx=idx: calls.append(idx + 1))
     return calls
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory):
+    """A directory holding TINY_WHISPER (``save_pretrained``), with a non-trivial final encoder
+    norm (so that exit norms copied from it can be told from fresh ones)."""
+    from transformers import WhisperConfig, WhisperModel
+
+    path = tmp_path_factory.mktemp("whisper") / "tiny"
+    torch.manual_seed(0)
+    model = WhisperModel(WhisperConfig(**TINY_WHISPER))
+    with torch.no_grad():
+        model.encoder.layer_norm.weight.uniform_(0.5, 1.5)
+        model.encoder.layer_norm.bias.uniform_(-0.5, 0.5)
+    model.save_pretrained(path)
+    return str(path)
 
 
 @pytest.fixture

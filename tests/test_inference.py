@@ -75,3 +75,31 @@ def test_aed_policy_decodes_each_utterance_with_its_exits_decoder(aed_files):
     decided = s2t.decode_batch(speech, torch.tensor([4000, 3000]))
     assert [d.layer for d, _ in decided] == [2, 2] and set(used) == {2}
     assert s2t.beam_search.full_scorers["decoder"] is model.decoder_for_exit(2)
+
+
+def test_beam_search_stops_within_the_decoders_positions(tiny_whisper_dir, tmp_path):
+    """Whisper's decoder has learned positions (here 32): a weak exit that never emits <eos> on
+    a long utterance must end there, not fail (ESPnet's maxlen would be every encoder frame)."""
+    from conftest import TINY_WHISPER
+
+    tokens = [f"t{i}" for i in range(TINY_WHISPER["vocab_size"])]
+    tokens[3], tokens[1], tokens[4] = "<|notimestamps|>", "<|endoftext|>", "<unk>"
+    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
+    args.update(token_list=tokens, input_size=1, frontend=None, specaug=None, normalize=None,
+                encoder="eexit_whisper", encoder_conf=dict(whisper_model=tiny_whisper_dir),
+                decoder="eexit_whisper", decoder_conf=dict(whisper_model=tiny_whisper_dir),
+                model="eexit", token_type="char",
+                model_conf=dict(ctc_weight=0.0, decoder_per_exit=False,
+                                sym_sos="<|notimestamps|>", sym_eos="<|endoftext|>"))
+    model = EarlyExitASRTask.build_model(argparse.Namespace(**args))
+    with torch.no_grad():  # an exit that never ends: <eos> can never win
+        model.decoder.whisper.embed_tokens.weight[1] = -100.0
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(args))
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+    s2t = EarlyExitSpeech2Text(asr_train_config=tmp_path / "config.yaml", asr_model_file=tmp_path / "model.pth",
+                               ctc_weight=0.0, beam_size=1, maxlenratio=0.0, exit_layer=2)
+    assert s2t.asr_model.decoder.max_output_length == 31
+    results = s2t(torch.randn(16000 * 4) * 0.1)  # 200 encoder frames
+    yseq = results[0][3].yseq
+    assert len(yseq) == 31 + 2 and int(yseq[-1]) == 1  # sos, 31 tokens, the <eos> ESPnet adds
+    assert s2t.maxlenratio == 0.0  # the cap was for that search only

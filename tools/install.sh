@@ -154,8 +154,9 @@ pip_install --no-deps --no-build-isolation -e "${repo_dir}"
 
 "${venv}/bin/python" - <<'EOF'
 import torch, torchaudio, espnet, espnet_eexit  # noqa: F401
-from espnet2.tasks.asr import encoder_choices, model_choices
+from espnet2.tasks.asr import decoder_choices, encoder_choices, model_choices
 assert "eexit_conformer" in encoder_choices.classes and "eexit" in model_choices.classes
+assert "eexit_whisper" in encoder_choices.classes and "eexit_whisper" in decoder_choices.classes
 print(f"[tools/install.sh] ok: torch {torch.__version__}, espnet {espnet.__version__}")
 EOF
 

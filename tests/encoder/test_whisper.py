@@ -15,30 +15,18 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
-from conftest import build_model, count_layer_calls
+from conftest import TINY_WHISPER, build_model, count_layer_calls
 from espnet_eexit.encoder.whisper import EarlyExitWhisperEncoder, WhisperLogMel
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_policy import ExitPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_EN = REPO / "tools" / "pretrained" / "whisper-tiny.en"
-TINY = dict(d_model=32, encoder_layers=4, decoder_layers=1, encoder_attention_heads=2,
-            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=100,
-            num_mel_bins=80, max_source_positions=1500, max_target_positions=32, pad_token_id=0,
-            bos_token_id=1, eos_token_id=1, decoder_start_token_id=2,
-            dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("whisper") / "tiny"
-    torch.manual_seed(0)
-    model = WhisperModel(WhisperConfig(**TINY))
-    with torch.no_grad():  # a non-trivial final norm, to tell own exit norms from fresh ones
-        model.encoder.layer_norm.weight.uniform_(0.5, 1.5)
-        model.encoder.layer_norm.bias.uniform_(-0.5, 0.5)
-    model.save_pretrained(path)
-    return str(path)
+def tiny_dir(tiny_whisper_dir):
+    return tiny_whisper_dir
 
 
 def make(path, **kwargs):
@@ -225,7 +213,7 @@ def test_bad_configuration_and_input_fail_with_one_clear_error(tiny_dir, tmp_pat
         EarlyExitWhisperEncoder(whisper_model=str(missing))
     with pytest.raises(EarlyExitConfigError, match="this directory has no config.json"):
         EarlyExitWhisperEncoder(whisper_model=str(tmp_path))
-    WhisperConfig(**TINY).save_pretrained(tmp_path / "no_weights")
+    WhisperConfig(**TINY_WHISPER).save_pretrained(tmp_path / "no_weights")
     with pytest.raises(EarlyExitConfigError, match="no file named model.safetensors"):
         EarlyExitWhisperEncoder(whisper_model=str(tmp_path / "no_weights"))
     import huggingface_hub.constants

@@ -1,7 +1,8 @@
-"""synth_en in tiny mode, stages 1-13 end to end (the recipe issue's CI check): TTS corpus ->
-characters -> collect stats -> one training epoch of the 12-layer early-exit Conformer -> every exit
-decoded and scored -> RESULTS.md with one numeric row per exit and the WER plot. Then the LM
-stages 6-8 and every exit decoded again with shallow fusion."""
+"""synth_en in tiny mode, stages 1-13 end to end (the recipe issue's CI check): TTS corpus (made
+once for the module) -> tokens -> collect stats -> one training epoch -> every exit decoded and
+scored -> RESULTS.md with one numeric row per exit and the WER plot, for both backbones: the
+12-layer early-exit Conformer from scratch (then the LM stages 6-8 and every exit decoded again
+with shallow fusion), and early-exit Whisper tiny.en fine-tuned with its own decoder."""
 import math
 import shutil
 import subprocess
@@ -16,12 +17,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_tiny_corpus_runs_every_stage(tmp_path):
-    recipe = copy_recipe(tmp_path, "synth_en")
-    run(recipe, "--corpus_size", "tiny", "--test_sets", "test", "--inference_nj", "1",
-        "--inference_config", "conf/decode_ctc_greedy.yaml", "--asr_args", "--max_epoch 1")
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """The recipe copy after stages 1-4 (tiny TTS corpus, formatted and filtered)."""
+    recipe = copy_recipe(tmp_path_factory.mktemp("synth_en"), "synth_en")
+    run(recipe, "--corpus_size", "tiny", "--stop_stage", "4")
     for split, n in (("train", 160), ("dev", 20), ("test", 20)):
         assert len((recipe / "data" / split / "text").read_text().splitlines()) == n
+    return recipe
+
+
+def test_tiny_corpus_runs_every_stage(tiny_corpus):
+    recipe = tiny_corpus
+    run(recipe, "--backbone", "conformer", "--stage", "5", "--test_sets", "test", "--inference_nj", "1",
+        "--inference_config", "conf/decode_ctc_greedy.yaml", "--asr_args", "--max_epoch 1")
     results = (recipe / "RESULTS.md").read_text()
     depths = {2: "0.17", 4: "0.33", 6: "0.50", 8: "0.67", 10: "0.83", 12: "1.00"}
     results_rows(results, depths, 2)  # test WER and CER per exit
@@ -34,7 +43,7 @@ def test_tiny_corpus_runs_every_stage(tmp_path):
     assert not (score / "score_ter").exists()  # no BPE model: no token error rate
 
     # The LM (stages 6-8) on the tiny transcripts, one epoch; then every exit with shallow fusion.
-    lm = ("--use_lm", "true", "--lm_train_text", "dump/raw/train/text", "--lm_args", "--max_epoch 1",
+    lm = ("--backbone", "conformer", "--use_lm", "true", "--lm_train_text", "dump/raw/train/text", "--lm_args", "--max_epoch 1",
           "--test_sets", "test", "--inference_nj", "1")
     greedy = run(recipe, *lm, check=False)  # run.sh's greedy config: refused before any work
     assert greedy.returncode != 0 and "sets ctc_greedy: true" in greedy.stdout and "Stage 1" not in greedy.stdout
@@ -57,3 +66,25 @@ def test_tiny_corpus_runs_every_stage(tmp_path):
     dup = run(recipe, *lm, "--stage", "6", "--stop_stage", "6",
               "--lm_train_text", "dump/raw/train/text dump/raw/train/text", check=False)
     assert dup.returncode != 0 and "occurs twice" in dup.stdout
+
+
+def test_tiny_corpus_fine_tunes_early_exit_whisper(tiny_corpus):
+    """run.sh (--backbone whisper, the default): Whisper's tokens, no global MVN, the pretrained decoder shared by
+    the 4 exits, greedy decoding of every exit, hypotheses upper-cased for scoring."""
+    recipe = tiny_corpus
+    run(recipe, "--stage", "5", "--test_sets", "test", "--inference_nj", "1", "--asr_args", "--max_epoch 1")
+    tokens = (recipe / "data" / "token_list" / "hugging_face_tokenizer_lowercase" / "tokens.txt")
+    tokens = tokens.read_text(encoding="utf-8").splitlines()
+    assert len(tokens) == 51864 and tokens[50257] == "<|startoftranscript|>"
+    exp = recipe / "exp" / "asr_train_asr_eexit_whisper_hugging_face"
+    decode = exp / "decode_whisper_asr_model_valid.loss.ave"
+    hyps = (decode / "test" / "exit4" / "text").read_text().splitlines()
+    assert len(hyps) == 20
+    section = (recipe / "RESULTS.md").read_text()
+    section = section[section.index("### asr_train_asr_eexit_whisper_hugging_face"):]
+    wer = results_rows(section, {1: "0.25", 2: "0.50", 3: "0.75", 4: "1.00"}, 2)
+    # Pretrained on real speech, the full encoder with its own decoder recognises most words of
+    # the unseen test voices after 20 updates; the 1-layer exit, new to the decoder, does not.
+    assert wer[4][0] < 50.0 and wer[4][0] < wer[1][0], wer
+    hyp_trn = (decode / "test" / "exit4" / "score_wer" / "hyp.trn").read_text()
+    assert hyp_trn == hyp_trn.upper()  # --hyp_cleaner upper: compared with UPPER CASE references

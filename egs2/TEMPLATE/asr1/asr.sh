@@ -46,7 +46,7 @@ min_wav_duration=0.1 # Minimum duration in seconds.
 max_wav_duration=20  # Maximum duration in seconds.
 
 # Tokenization related
-token_type=bpe       # bpe or char.
+token_type=bpe       # bpe, char or hugging_face (a pretrained model's own tokenizer, e.g. Whisper's).
 nbpe=256             # BPE vocabulary size (the paper: 256).
 bpemode=unigram      # unigram or bpe.
 bpe_input_sentence_size=100000000
@@ -55,6 +55,8 @@ oov="<unk>"
 blank="<blank>"
 sos_eos="<sos/eos>"
 cleaner=none         # Text cleaner for tokenization and reference text.
+hyp_cleaner=none     # Text cleaner for hypotheses in scoring (ESPnet's cleaners, or upper: upper-case, no punctuation but apostrophes).
+hugging_face_model_name_or_path=  # token_type hugging_face: the tokenizer's directory (its tokens.txt, if any, is the token list).
 
 # ASR model related
 asr_tag=             # Suffix of the experiment dir (default: from the config name).
@@ -81,7 +83,7 @@ inference_lm=valid.loss.ave.pth  # LM checkpoint to decode with.
 inference_tag=       # Suffix of the decode dir (default: from the config and checkpoint).
 inference_config=    # Decoding config.
 inference_args=      # Extra arguments for asr_inference.
-inference_asr_model=valid.loss.ave.pth  # Checkpoint to decode.
+inference_asr_model=  # Checkpoint to decode (default: valid.<metric>.ave.pth of the config's first valid best_model_criterion).
 exit_layers=         # Exits to score (default: every exit of the trained model).
 exit_policies=       # Dynamic-exit runs, "policy:threshold ...", e.g. "entropy:0.2 nbest_posterior:0.9".
 exit_sweep=true      # Sweep every policy's threshold (WER vs average depth) in stage 13.
@@ -117,10 +119,12 @@ Options:
     --min_wav_duration   # Minimum duration in seconds (default="${min_wav_duration}").
     --max_wav_duration   # Maximum duration in seconds (default="${max_wav_duration}").
     # Tokenization related
-    --token_type         # bpe or char (default="${token_type}").
+    --token_type         # bpe, char or hugging_face (default="${token_type}").
     --nbpe               # BPE vocabulary size (default="${nbpe}").
     --bpemode            # unigram or bpe (default="${bpemode}").
     --cleaner            # Text cleaner (default="${cleaner}").
+    --hyp_cleaner        # Text cleaner for hypotheses in scoring, or upper (default="${hyp_cleaner}").
+    --hugging_face_model_name_or_path # Tokenizer directory for token_type hugging_face (default="${hugging_face_model_name_or_path}").
     --bpe_train_text     # Text for BPE training (default: training text).
     # ASR model related
     --asr_tag            # Suffix of the experiment dir (default="${asr_tag}").
@@ -144,7 +148,7 @@ Options:
     --inference_tag      # Suffix of the decode dir (default: from config and checkpoint).
     --inference_config   # Decoding config (default="${inference_config}").
     --inference_args     # Extra arguments for asr_inference (default="${inference_args}").
-    --inference_asr_model # Checkpoint to decode (default="${inference_asr_model}").
+    --inference_asr_model # Checkpoint to decode (default: from the config's best_model_criterion).
     --exit_layers        # Exits to score, e.g. "2 6" (default: every exit of the model).
     --exit_policies      # Dynamic-exit runs "policy:threshold ..." (default="${exit_policies}").
     --exit_sweep         # Sweep policy thresholds in stage 13 (default="${exit_sweep}").
@@ -167,7 +171,10 @@ fi
 [ -z "${train_set}" ] && { log "ERROR: --train_set is required"; exit 2; }
 [ -z "${valid_set}" ] && { log "ERROR: --valid_set is required"; exit 2; }
 [ -z "${test_sets}" ] && { log "ERROR: --test_sets is required"; exit 2; }
-case ${token_type} in bpe|char) ;; *) log "ERROR: --token_type must be bpe or char"; exit 2 ;; esac
+case ${token_type} in bpe|char|hugging_face) ;; *) log "ERROR: --token_type must be bpe, char or hugging_face"; exit 2 ;; esac
+if [ "${token_type}" = hugging_face ] && [ -z "${hugging_face_model_name_or_path}" ]; then
+    log "ERROR: --token_type hugging_face needs --hugging_face_model_name_or_path (a tokenizer directory)"; exit 2
+fi
 case ${audio_format} in wav|flac) ;; *) log "ERROR: --audio_format must be wav or flac"; exit 2 ;; esac
 case ${use_lm} in true|false) ;; *) log "ERROR: --use_lm must be true or false"; exit 2 ;; esac
 
@@ -185,6 +192,9 @@ bpeprefix="${bpedir}/bpe"
 if [ "${token_type}" = bpe ]; then
     token_list="${bpedir}/tokens.txt"
     bpemodel="${bpeprefix}.model"
+elif [ "${token_type}" = hugging_face ]; then
+    token_list="${token_listdir}/hugging_face_$(basename "${hugging_face_model_name_or_path}")/tokens.txt"
+    bpemodel=${hugging_face_model_name_or_path}  # as ESPnet: the tokenizer goes where the BPE model would
 else
     token_list="${token_listdir}/char/tokens.txt"
     bpemodel=none
@@ -209,6 +219,19 @@ lm_stats_dir="${expdir}/lm_stats_${token_type}"
 [ -z "${lm_train_text}" ] && lm_train_text="data/${train_set}/text"  # not the speed-perturbed copies
 [ -z "${lm_dev_text}" ] && lm_dev_text="${data_feats}/${valid_set}/text"
 [ -z "${lm_test_text}" ] && lm_test_text="${data_feats}/${test_sets%% *}/text"
+if [ -z "${inference_asr_model}" ]; then
+    # ESPnet averages the best checkpoints of each best_model_criterion: decode the first valid one
+    # (an AED config selecting "valid acc max" has no valid.loss.ave.pth).
+    _conf=${asr_config}
+    [ -f "${asr_exp}/config.yaml" ] && _conf="${asr_exp}/config.yaml"
+    inference_asr_model=$(${python} - "${_conf}" <<'PYEOF'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1])) if sys.argv[1] else None
+criteria = [c for c in (config or {}).get("best_model_criterion") or [] if c[0] == "valid"]
+print("valid.{}.ave.pth".format(criteria[0][1] if criteria else "acc"))  # ESPnet's default: acc
+PYEOF
+)
+fi
 if [ -z "${inference_tag}" ]; then
     if [ -n "${inference_config}" ]; then
         inference_tag="$(basename "${inference_config}" .yaml)"
@@ -320,7 +343,18 @@ fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     need "${data_feats}/${train_set_sp}/text"
-    if [ "${token_type}" = bpe ]; then
+    if [ "${token_type}" = hugging_face ]; then
+        log "Stage 5: Token list of the tokenizer ${hugging_face_model_name_or_path}: ${token_list}"
+        mkdir -p "$(dirname "${token_list}")"
+        if [ -f "${hugging_face_model_name_or_path}/tokens.txt" ]; then
+            # the model's whole vocabulary in id order (convert_ct2_whisper writes it; ESPnet's
+            # exporter would stop at the tokenizer's base vocabulary, without Whisper's special tokens)
+            cp "${hugging_face_model_name_or_path}/tokens.txt" "${token_list}"
+        else
+            ${python} -m espnet2.bin.hugging_face_export_vocabulary \
+                --model_name_or_path "${hugging_face_model_name_or_path}" --output "${token_list}"
+        fi
+    elif [ "${token_type}" = bpe ]; then
         log "Stage 5: Train BPE (${bpemode}, ${nbpe}) with sentencepiece: ${bpedir}"
         need "${bpe_train_text}"
         mkdir -p "${bpedir}"
@@ -336,11 +370,13 @@ spm.SentencePieceTrainer.train(
         log "Stage 5: Character token list: ${token_list}"
         _opts=
     fi
-    # shellcheck disable=SC2086
-    ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" ${_opts} \
-        --input "${data_feats}/${train_set_sp}/text" --output "${token_list}" --field 2- \
-        --cleaner "${cleaner}" --write_vocabulary true \
-        --add_symbol "${blank}:0" --add_symbol "${oov}:1" --add_symbol "${sos_eos}:-1"
+    if [ "${token_type}" != hugging_face ]; then
+        # shellcheck disable=SC2086
+        ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" ${_opts} \
+            --input "${data_feats}/${train_set_sp}/text" --output "${token_list}" --field 2- \
+            --cleaner "${cleaner}" --write_vocabulary true \
+            --add_symbol "${blank}:0" --add_symbol "${oov}:1" --add_symbol "${sos_eos}:-1"
+    fi
     log "  $(wc -l < "${token_list}") tokens"
 fi
 
@@ -514,7 +550,7 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
         _opts+="--init_param ${pretrained_model} --ignore_init_mismatch ${ignore_init_mismatch} "
     fi
     # shellcheck disable=SC2086
-    launch_training "${asr_exp}" 11 "c*er_ctc_exit[0-9]*=[0-9.]*" espnet_eexit.bin.asr_train ${common_opts} \
+    launch_training "${asr_exp}" 11 "\(cer_ctc_exit\|acc_exit\)[0-9]*=[0-9.]*" espnet_eexit.bin.asr_train ${common_opts} \
         --train_data_path_and_name_and_type "${_train_dir}/wav.scp,speech,sound" \
         --train_data_path_and_name_and_type "${_train_dir}/text,text,text" \
         --valid_data_path_and_name_and_type "${_valid_dir}/wav.scp,speech,sound" \
@@ -602,7 +638,7 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     need "${asr_exp}/config.yaml"
     [ -z "${exit_layers}" ] && exit_layers=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
     log "Stage 13: Scoring exits ${exit_layers} with sclite"
-    _opts="--cleaner ${cleaner}"
+    _opts="--cleaner ${cleaner} --hyp_cleaner ${hyp_cleaner}"
     [ "${token_type}" = bpe ] && _opts+=" --bpemodel ${bpemodel}"
     for dset in ${test_sets}; do
         dirs=

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Score decoding directories of one test set with sclite, ESPnet style.
 #
-#   scripts/score_sclite.sh [--cleaner none] [--bpemodel model] <data_dir> <decode_dir>...
+#   scripts/score_sclite.sh [--cleaner none] [--hyp_cleaner none] [--bpemodel model] <data_dir> <decode_dir>...
 #
 # Reads <data_dir>/{text,utt2spk} and each <decode_dir>/text; writes
 # <decode_dir>/score_{cer,wer[,ter]}/{ref.trn,hyp.trn,result.txt} (ter only with --bpemodel).
 set -euo pipefail
 
 cleaner=none
+hyp_cleaner=none
 bpemodel=
 python=python3
-help_message="Usage: $0 [--cleaner none] [--bpemodel model] <data_dir> <decode_dir>..."
+help_message="Usage: $0 [--cleaner none] [--hyp_cleaner none|upper|...] [--bpemodel model] <data_dir> <decode_dir>..."
 . "$(dirname "$0")/../utils/parse_options.sh"
 if [ $# -lt 2 ]; then echo "${help_message}" >&2; exit 1; fi
 data=$1; shift
@@ -18,7 +19,7 @@ data=$1; shift
 sclite=$(command -v sclite || echo /usr/lib/sctk/bin/sclite)
 [ -x "${sclite}" ] || { echo "$0: sclite not found: install the Debian package sctk" >&2; exit 1; }
 
-opts="--cleaner ${cleaner}"
+opts="--cleaner ${cleaner} --hyp_cleaner ${hyp_cleaner}"
 [ -n "${bpemodel}" ] && opts+=" --bpemodel ${bpemodel}"
 # One process tokenises references and hypotheses of every directory (ESPnet's tokenizers).
 # shellcheck disable=SC2086

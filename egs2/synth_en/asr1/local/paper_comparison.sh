@@ -35,7 +35,7 @@ case " ${single_exit_layers} " in *" 12 "*) ;; *) echo "$0: --single_exit_layers
 . ./path.sh  # the project's venv (compare_models below)
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (paper_comparison) $*"; }
 inference_tag=$(basename "${inference_config}" .yaml)_asr_model_valid.loss.ave
-common=(--corpus_size "${corpus_size}" --test_sets "${test_set}" --inference_config "${inference_config}"
+common=(--backbone conformer --corpus_size "${corpus_size}" --test_sets "${test_set}" --inference_config "${inference_config}"
         --exit_policies "" --exit_sweep false "${run_sh_args[@]}")
 
 if [ -s exp/asr_stats_raw_char/train/feats_stats.npz ]; then

@@ -1,0 +1,1 @@
+"""Attention decoders for early-exit models."""
