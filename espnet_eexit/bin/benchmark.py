@@ -3,6 +3,8 @@
     python -m espnet_eexit.bin.benchmark                       # the paper's 12 x 256 Conformer-CTC
     python -m espnet_eexit.bin.benchmark --config conf/x.yaml  # any ESPnet ASR training config
     python -m espnet_eexit.bin.benchmark --steps 5 --batch_sizes 1 8 --lengths 5 15
+    python -m espnet_eexit.bin.benchmark --config egs2/synth_en/asr1/conf/train_asr_eexit_whisper.yaml \
+        --vocab_size 51864 --whisper_model tools/pretrained/whisper-tiny.en   # vs ESPnet's whisper
 
 Prints:
 * parameters: total, encoder, per exit head;
@@ -103,17 +105,24 @@ def main(cmd: Optional[list] = None) -> None:
     parser.add_argument("--lengths", type=float, nargs="+", default=[5.0, 15.0],
                         help="audio lengths (s) of the encoder timings")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (encoder timings)")
+    parser.add_argument("--whisper_model", default=None,
+                        help="whisper_model of a Whisper config's encoder and decoder (e.g. its path "
+                             "from where the benchmark runs)")
     args = parser.parse_args(cmd)
     torch.set_num_threads(args.threads)
 
     config = PAPER_CONFIG if args.config is None else yaml.safe_load(open(args.config))
+    if args.whisper_model:
+        for part in ("encoder_conf", "decoder_conf"):
+            if "whisper_model" in (config.get(part) or {}):
+                config[part]["whisper_model"] = args.whisper_model
     model = build(config, args.vocab_size)
     exits = model.exit_layers
     single = build(config, args.vocab_size, exit_layers=[exits[-1]])
     single.load_state_dict(model.state_dict(), strict=False)  # same weights for the shared part
 
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    head = count(model.ctc)
+    head = count(model.ctc) if model.ctc is not None else 0
     print(f"# device: cpu, {args.threads} threads; batch {args.batch_size} x {args.seconds:g} s; "
           f"vocab {args.vocab_size}; median of {args.steps}")
     print(f"parameters: total {count(model) / 1e6:.2f} M with {len(exits)} exits "
@@ -138,6 +147,8 @@ def espnet_twin(model, config):
     from espnet_eexit.registration import ENCODERS, load_class
 
     encoder = model.encoder
+    if config["encoder"] == "eexit_whisper":
+        return espnet_whisper_twin(encoder)
     ours = load_class(ENCODERS[config["encoder"]])
     espnet_cls = next(b for b in ours.__mro__[1:] if b.__module__.startswith("espnet2"))
     conf = {k: v for k, v in config.get("encoder_conf", {}).items()
@@ -147,6 +158,54 @@ def espnet_twin(model, config):
     twin.embed = copy.deepcopy(encoder.embed)  # e.g. a narrow front end: compare like with like
     missing, unexpected = twin.load_state_dict(encoder.state_dict(), strict=False)
     assert not missing and all(k.startswith("exit_norms.") for k in unexpected), (missing, unexpected)
+    return twin.eval()
+
+
+# Hugging Face Whisper encoder names -> openai-whisper's (ESPnet's `encoder: whisper` runs the latter)
+_OPENAI_NAMES = (("self_attn.q_proj", "attn.query"), ("self_attn.k_proj", "attn.key"),
+                 ("self_attn.v_proj", "attn.value"), ("self_attn.out_proj", "attn.out"),
+                 ("self_attn_layer_norm", "attn_ln"), ("fc1", "mlp.0"), ("fc2", "mlp.2"),
+                 ("final_layer_norm", "mlp_ln"), ("layers.", "blocks."), ("layer_norm.", "ln_post."),
+                 ("embed_positions.weight", "positional_embedding"))
+
+
+def espnet_whisper_twin(encoder):
+    """ESPnet's ``OpenAIWhisperEncoder`` on the weights of our ``eexit_whisper`` encoder.
+
+    ESPnet's class loads a model only by OpenAI name (a download); here ``whisper.load_model``
+    hands it an openai-whisper model holding our weights instead, so that the two encoders are
+    timed on identical computations (ESPnet's: no padding mask).
+    """
+    from unittest import mock
+
+    try:
+        import whisper
+        from whisper.model import ModelDimensions, Whisper
+    except ImportError:
+        raise SystemExit("benchmark: the comparison with ESPnet's whisper encoder needs the "
+                         "openai-whisper package: pip install --no-deps openai-whisper && "
+                         "pip install tiktoken numba more-itertools")
+    from espnet2.asr.encoder.whisper_encoder import OpenAIWhisperEncoder
+
+    cfg = encoder.whisper.config
+    dims = ModelDimensions(n_mels=cfg.num_mel_bins, n_audio_ctx=cfg.max_source_positions,
+                           n_audio_state=cfg.d_model, n_audio_head=cfg.encoder_attention_heads,
+                           n_audio_layer=cfg.encoder_layers, n_vocab=cfg.vocab_size,
+                           n_text_ctx=cfg.max_target_positions, n_text_state=cfg.d_model,
+                           n_text_head=cfg.decoder_attention_heads, n_text_layer=cfg.decoder_layers)
+    reference = Whisper(dims)
+    state = {}
+    for name, value in encoder.whisper.state_dict().items():
+        for ours, theirs in _OPENAI_NAMES:
+            name = name.replace(ours, theirs)
+        state[name] = value
+    missing, unexpected = reference.encoder.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.endswith("key.bias") for k in missing), (missing, unexpected)
+    # (openai-whisper releases since 2023-11 lost the N_MELS constant ESPnet 202511 imports)
+    with mock.patch.object(whisper, "available_models", lambda: ["ours"]), \
+            mock.patch.object(whisper, "load_model", lambda *a, **k: reference), \
+            mock.patch.object(whisper.audio, "N_MELS", cfg.num_mel_bins, create=True):
+        twin = OpenAIWhisperEncoder(whisper_model="ours")
     return twin.eval()
 
 
@@ -211,8 +270,9 @@ def time_exits(model, espnet_encoder, batch, steps_n: int, device=torch.device("
                 _sync(device)
             return timed
 
-        model.encoder(feats, feat_lens)  # warm-up
-        espnet_encoder(feats, feat_lens)
+        ours_out = model.encoder(feats, feat_lens)[0]  # warm-up, and the two compute the same
+        theirs_out = espnet_encoder(feats, feat_lens)[0]
+        max_diff = float((ours_out - theirs_out).abs().max())
         # Every exit, ours at full depth and ESPnet's, interleaved round by round so that load
         # changes hit all alike; the per-layer timings (for the ideal ratio) likewise.
         per_exit = {k: [] for k in exits}
@@ -231,11 +291,12 @@ def time_exits(model, espnet_encoder, batch, steps_n: int, device=torch.device("
         layers = [statistics.median(run_[i] for run_ in layer_runs) for i in range(len(layer_runs[0]))]
     full = enc_times[exits[-1]]
     total = front + sum(layers)
-    print(f"front end (subsampling + positional encoding): {front:.4f} s = "
+    print(f"front end (features, subsampling, positional encoding): {front:.4f} s = "
           f"{front / full:.3f} of the full-depth encoder")
     print(f"full depth: ours {statistics.median(ours):.4f} s, ESPnet's "
           f"{type(espnet_encoder).__name__} {statistics.median(theirs):.4f} s, ratio "
-          f"{statistics.median(ours) / statistics.median(theirs):.3f}")
+          f"{statistics.median(ours) / statistics.median(theirs):.3f}; outputs differ by at most "
+          f"{max_diff:.1e} (magnitude {float(ours_out.abs().max()):.1f})")
     print("| exit k | k/L | time (s) | time / full | ideal (per-layer timings) | time / ideal |")
     print("|---|---|---|---|---|---|")
     num_layers = model.encoder.num_layers

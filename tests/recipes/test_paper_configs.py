@@ -18,7 +18,8 @@ TOKENS = ["<blank>", "<unk>"] + [f"t{i}" for i in range(253)] + ["<sos/eos>"]  #
 SYNTH_EN_CONF = REPO / "egs2" / "synth_en" / "asr1" / "conf"
 # the paper's and, at CPU scale, synth_en's (default, single-exit baselines, AED)
 CONFORMER_CONFIGS = sorted([*CONF.glob("train_asr_eexit_conformer_*.yaml"), *CONF.glob("tuning/*.yaml"),
-                            *SYNTH_EN_CONF.glob("train_asr_*.yaml"), *SYNTH_EN_CONF.glob("tuning/*.yaml")])
+                            *SYNTH_EN_CONF.glob("train_asr_eexit_conformer*.yaml"),
+                            *SYNTH_EN_CONF.glob("tuning/*.yaml")])
 
 
 def build(config: Path, **overrides) -> torch.nn.Module:
@@ -157,3 +158,26 @@ def test_pretrained_backbone_config_fine_tunes_with_exits(name, tmp_path):
     assert all(p.grad is None for p in hf.feature_extractor.parameters())
     assert all(p.grad is None for p in hf.encoder.layers.parameters())  # frozen for 10000 steps
     assert all(model.ctc_for_exit(k).ctc_lo.weight.grad is not None for k in model.exit_layers)
+
+
+def test_synth_en_whisper_config_fine_tunes_tiny_en_with_a_shared_decoder(monkeypatch):
+    """conf/train_asr_eexit_whisper.yaml as asr_train reads it in the recipe directory (its
+    whisper_model paths are relative to it), on the tiny.en that tools/install.sh converts."""
+    monkeypatch.chdir(SYNTH_EN_CONF.parent)
+    tokens = (REPO / "tools/pretrained/whisper-tiny.en/tokenizer_lowercase/tokens.txt")
+    assert tokens.is_file(), f"{tokens}: missing (run tools/install.sh)"
+    args = EarlyExitASRTask.get_parser().parse_args(["--config", "conf/train_asr_eexit_whisper.yaml"])
+    args.token_list = tokens.read_text(encoding="utf-8").splitlines()
+    model = EarlyExitASRTask.build_model(args)
+    assert model.exit_layers == [1, 2, 3, 4] and model.ctc is None
+    assert all(model.decoder_for_exit(k) is model.decoder for k in model.exit_layers)
+    assert args.token_list[model.sos] == "<|notimestamps|>" and args.token_list[model.eos] == "<|endoftext|>"
+    speech, lengths, _, _ = tiny_batch()
+    text = torch.tensor([[340, 338, 257, 3872], [340, 318, 257, -1]])  # " it's a truth", " it is a"
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loss, stats, _ = model(speech, lengths, text, torch.tensor([4, 3]))
+    loss.backward()
+    optim.step()
+    assert torch.allclose(loss, sum(stats[f"loss_att_exit{k}"] for k in (1, 2, 3, 4)))
+    assert model.encoder.whisper.conv1.weight.grad is None  # freeze_front_end: true
+    assert model.encoder.encoders[0].fc1.weight.grad.abs().sum() > 0
