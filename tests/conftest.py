@@ -59,6 +59,28 @@ def batch(batch_size: int = 3, seed: int = 0):
     return speech, lengths, text, text_lengths
 
 
+def check_longest_leaves_first(model, speech, lengths, atol: float) -> None:
+    """Decode with a policy that stops the longest utterance at the first exit: it leaves the
+    batch there, the other goes on alone to the second, and each result equals that exit's output
+    of a full pass over the whole batch (the model is put in eval mode)."""
+    from espnet_eexit.exit_policy import ExitPolicy
+
+    class LongestFirst(ExitPolicy):
+        needs_posteriors = False
+
+        def decide(self, point):
+            return point.lengths == point.lengths.max(), torch.zeros(len(point.lengths))
+
+    model.eval()
+    decisions = model.encode_with_policy(speech, lengths, LongestFirst())
+    with torch.no_grad():
+        full = {out.layer: out for out in model.encode_exits(speech, lengths)}
+    assert [d.layer for d in decisions] == model.exit_layers[:2]
+    for i, d in enumerate(decisions):
+        expected = full[d.layer].hidden[i, : int(full[d.layer].lengths[i])]
+        assert torch.allclose(d.hidden, expected, atol=atol), i
+
+
 def count_layer_calls(encoder) -> list:
     """A list that records the 1-based index of every encoder layer call (forward hooks)."""
     calls = []

@@ -25,6 +25,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, EncoderState
 from espnet_eexit.encoder.hf_attention import bidirectional_padding_mask
+from espnet_eexit.encoder.waveform import as_waveforms, check_waveform_input_size
 from espnet_eexit.errors import EarlyExitConfigError
 
 # ``config.model_type`` of checkpoints whose encoder is the wav2vec2-style or the WavLM encoder.
@@ -141,11 +142,7 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
         load_pretrained_weights: bool = True,
     ):
         AbsEncoder.__init__(self)
-        if input_size != 1:
-            raise EarlyExitConfigError(
-                f"encoder: eexit_hf_wav2vec2 reads raw waveforms, but input_size is {input_size} "
-                "(a frontend's features): set input_size: 1, specaug: null and normalize: null"
-            )
+        check_waveform_input_size(input_size, "eexit_hf_wav2vec2")
         if freeze_transformer_steps < 0:
             raise EarlyExitConfigError(
                 f"freeze_transformer_steps={freeze_transformer_steps}: must be >= 0"
@@ -223,13 +220,7 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
         Returns:
             The state before layer 1: (B, T', D) hidden states and (B, 1, T') valid frames.
         """
-        if xs_pad.dim() == 3 and xs_pad.size(-1) == 1:
-            xs_pad = xs_pad.squeeze(-1)
-        if xs_pad.dim() != 2:
-            raise EarlyExitConfigError(
-                f"eexit_hf_wav2vec2 reads (B, S) waveforms; got a tensor of shape "
-                f"{tuple(xs_pad.shape)} (features?): set input_size: 1 and use no frontend"
-            )
+        xs_pad = as_waveforms(xs_pad, "eexit_hf_wav2vec2")
         field = self._receptive_field()
         if xs_pad.size(1) < field:
             raise TooShortUttError(

@@ -26,6 +26,7 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
 from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, EncoderState
 from espnet_eexit.encoder.hf_attention import bidirectional_padding_mask
+from espnet_eexit.encoder.waveform import as_waveforms, check_waveform_input_size
 from espnet_eexit.errors import EarlyExitConfigError
 
 SAMPLE_RATE = 16000
@@ -173,11 +174,7 @@ class EarlyExitWhisperEncoder(EarlyExitEncoderMixin, AbsEncoder):
         load_pretrained_weights: bool = True,
     ):
         AbsEncoder.__init__(self)
-        if input_size != 1:
-            raise EarlyExitConfigError(
-                f"encoder: eexit_whisper reads raw waveforms, but input_size is {input_size} "
-                "(a frontend's features): set input_size: 1, specaug: null and normalize: null"
-            )
+        check_waveform_input_size(input_size, "eexit_whisper")
         if freeze_layers_steps < 0:
             raise EarlyExitConfigError(f"freeze_layers_steps={freeze_layers_steps}: must be >= 0")
         if use_specaug and not specaug_conf:
@@ -255,13 +252,7 @@ class EarlyExitWhisperEncoder(EarlyExitEncoderMixin, AbsEncoder):
         Returns:
             The state before layer 1: (B, T', D) hidden states and (B, 1, T') valid frames.
         """
-        if xs_pad.dim() == 3 and xs_pad.size(-1) == 1:
-            xs_pad = xs_pad.squeeze(-1)
-        if xs_pad.dim() != 2:
-            raise EarlyExitConfigError(
-                f"eexit_whisper reads (B, S) waveforms; got a tensor of shape "
-                f"{tuple(xs_pad.shape)} (features?): set input_size: 1 and use no frontend"
-            )
+        xs_pad = as_waveforms(xs_pad, "eexit_whisper")
         longest = int(ilens.max())
         if longest > self.max_samples:
             raise EarlyExitConfigError(

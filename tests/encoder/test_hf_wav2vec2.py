@@ -7,10 +7,9 @@ import torch
 from transformers import (AutoModel, HubertConfig, Wav2Vec2Config, Wav2Vec2ConformerConfig,
                           WavLMConfig)
 
-from conftest import build_model, count_layer_calls
+from conftest import check_longest_leaves_first, build_model, count_layer_calls
 from espnet_eexit.encoder.hf_wav2vec2 import EarlyExitHFWav2Vec2Encoder
 from espnet_eexit.errors import EarlyExitConfigError
-from espnet_eexit.exit_policy import ExitPolicy
 
 TINY = dict(
     hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
@@ -206,20 +205,7 @@ def test_built_through_espnet_trains_and_decodes(saved):
     assert not torch.equal(model.encoder.encoders[3].feed_forward.output_dense.weight, layer)
 
     # Decoding with a policy: the longest utterance leaves at exit 1, the other goes on alone.
-    class LongestFirst(ExitPolicy):
-        needs_posteriors = False
-
-        def decide(self, point):
-            return point.lengths == point.lengths.max(), torch.zeros(len(point.lengths))
-
-    model.eval()
-    decisions = model.encode_with_policy(speech, lengths, LongestFirst())
-    with torch.no_grad():
-        full = {out.layer: out for out in model.encode_exits(speech, lengths)}
-    assert [d.layer for d in decisions] == [1, 2]
-    for i, d in enumerate(decisions):
-        expected = full[d.layer].hidden[i, : int(full[d.layer].lengths[i])]
-        assert torch.allclose(d.hidden, expected, atol=1e-5), i
+    check_longest_leaves_first(model, speech, lengths, atol=1e-5)
 
 
 def test_bad_configuration_is_rejected_with_one_clear_error(saved, tmp_path):

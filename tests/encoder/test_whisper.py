@@ -15,10 +15,9 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
-from conftest import TINY_WHISPER, build_model, count_layer_calls
+from conftest import check_longest_leaves_first, TINY_WHISPER, build_model, count_layer_calls
 from espnet_eexit.encoder.whisper import EarlyExitWhisperEncoder, WhisperLogMel
 from espnet_eexit.errors import EarlyExitConfigError
-from espnet_eexit.exit_policy import ExitPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_EN = REPO / "tools" / "pretrained" / "whisper-tiny.en"
@@ -191,20 +190,7 @@ def test_built_through_espnet_trains_and_decodes_with_a_policy(tiny_dir):
         assert torch.isfinite(stats[f"loss_exit{k}"]), k
     assert not torch.equal(model.encoder.encoders[3].fc2.weight, layer)
 
-    class LongestFirst(ExitPolicy):
-        needs_posteriors = False
-
-        def decide(self, point):
-            return point.lengths == point.lengths.max(), torch.zeros(len(point.lengths))
-
-    model.eval()
-    decisions = model.encode_with_policy(speech, lengths, LongestFirst())
-    with torch.no_grad():
-        full = {out.layer: out for out in model.encode_exits(speech, lengths)}
-    assert [d.layer for d in decisions] == [1, 2]
-    for i, d in enumerate(decisions):
-        expected = full[d.layer].hidden[i, : int(full[d.layer].lengths[i])]
-        assert torch.allclose(d.hidden, expected, atol=1e-4), i
+    check_longest_leaves_first(model, speech, lengths, atol=1e-4)
 
 
 def test_bad_configuration_and_input_fail_with_one_clear_error(tiny_dir, tmp_path, monkeypatch):
