@@ -19,7 +19,7 @@ SYNTH_EN_CONF = REPO / "egs2" / "synth_en" / "asr1" / "conf"
 # the paper's and, at CPU scale, synth_en's (default, single-exit baselines, AED)
 CONFORMER_CONFIGS = sorted([*CONF.glob("train_asr_eexit_conformer_*.yaml"), *CONF.glob("tuning/*.yaml"),
                             *SYNTH_EN_CONF.glob("train_asr_eexit_conformer*.yaml"),
-                            *SYNTH_EN_CONF.glob("tuning/*.yaml")])
+                            *SYNTH_EN_CONF.glob("tuning/*conformer*.yaml")])
 
 
 def build(config: Path, **overrides) -> torch.nn.Module:
@@ -160,16 +160,18 @@ def test_pretrained_backbone_config_fine_tunes_with_exits(name, tmp_path):
     assert all(model.ctc_for_exit(k).ctc_lo.weight.grad is not None for k in model.exit_layers)
 
 
-def test_synth_en_whisper_config_fine_tunes_tiny_en_with_a_shared_decoder(monkeypatch):
-    """conf/train_asr_eexit_whisper.yaml as asr_train reads it in the recipe directory (its
+@pytest.mark.parametrize("config, exits", [("conf/train_asr_eexit_whisper.yaml", [1, 2, 3, 4]),
+                                            ("conf/tuning/train_asr_whisper_single_exit_l4.yaml", [4])])
+def test_synth_en_whisper_config_fine_tunes_tiny_en_with_a_shared_decoder(config, exits, monkeypatch):
+    """synth_en's Whisper configs as asr_train reads them in the recipe directory (their
     whisper_model paths are relative to it), on the tiny.en that tools/install.sh converts."""
     monkeypatch.chdir(SYNTH_EN_CONF.parent)
     tokens = (REPO / "tools/pretrained/whisper-tiny.en/tokenizer_lowercase/tokens.txt")
     assert tokens.is_file(), f"{tokens}: missing (run tools/install.sh)"
-    args = EarlyExitASRTask.get_parser().parse_args(["--config", "conf/train_asr_eexit_whisper.yaml"])
+    args = EarlyExitASRTask.get_parser().parse_args(["--config", config])
     args.token_list = tokens.read_text(encoding="utf-8").splitlines()
     model = EarlyExitASRTask.build_model(args)
-    assert model.exit_layers == [1, 2, 3, 4] and model.ctc is None
+    assert model.exit_layers == exits and model.ctc is None
     assert all(model.decoder_for_exit(k) is model.decoder for k in model.exit_layers)
     assert args.token_list[model.sos] == "<|notimestamps|>" and args.token_list[model.eos] == "<|endoftext|>"
     speech, lengths, _, _ = tiny_batch()
@@ -178,6 +180,6 @@ def test_synth_en_whisper_config_fine_tunes_tiny_en_with_a_shared_decoder(monkey
     loss, stats, _ = model(speech, lengths, text, torch.tensor([4, 3]))
     loss.backward()
     optim.step()
-    assert torch.allclose(loss, sum(stats[f"loss_att_exit{k}"] for k in (1, 2, 3, 4)))
+    assert torch.allclose(loss, sum(stats[f"loss_att_exit{k}"] for k in exits))
     assert model.encoder.whisper.conv1.weight.grad is None  # freeze_front_end: true
     assert model.encoder.encoders[0].fc1.weight.grad.abs().sum() > 0
