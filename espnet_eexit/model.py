@@ -93,7 +93,9 @@ class EarlyExitASRModel(ESPnetASRModel):
     Args:
         share_ctc_head: one CTC head for every exit (``True``) or one per exit (``False``, paper).
         decoder_per_exit: one attention decoder per exit (``True``, paper's AED) or one shared
-            decoder (``False``). Default (``None``): per exit when the model has a decoder.
+            decoder (``False``). Default (``None``): per exit when the model has a decoder. Each
+            exit's decoder is freshly initialised, or a copy of a pretrained one (a decoder with
+            ``is_pretrained``, e.g. ``eexit_whisper``).
         exit_loss_weights: ``"sum"`` (paper), ``"mean"``, or one weight per exit.
         **kwargs: every argument of :class:`ESPnetASRModel` (``ctc_weight``, ``lsm_weight``, ...);
             ``interctc_weight`` must stay 0 (exits replace InterCTC).
@@ -171,7 +173,10 @@ class EarlyExitASRModel(ESPnetASRModel):
             self.exit_ctcs.update({k: _fresh_copy(self.ctc) for k in intermediate})
         self.exit_decoders = torch.nn.ModuleDict()
         if self.decoder is not None and self.decoder_per_exit:
-            self.exit_decoders.update({k: _fresh_copy(self.decoder) for k in intermediate})
+            # A pretrained decoder (Whisper's) is copied with its weights: each exit starts from
+            # what it knows; a decoder built from scratch gets fresh weights per exit (the paper).
+            copy_of = copy.deepcopy if getattr(self.decoder, "is_pretrained", False) else _fresh_copy
+            self.exit_decoders.update({k: copy_of(self.decoder) for k in intermediate})
 
     # ------------------------------------------------------------------ heads
     def ctc_for_exit(self, layer: int) -> Optional[torch.nn.Module]:

@@ -72,6 +72,8 @@ class WhisperDecoder(AbsDecoder, BatchScorerInterface):
             model = WhisperModel(config)
         self.whisper = model.decoder  # embed_tokens, embed_positions, layers, layer_norm
         del model
+        # decoder_per_exit copies these weights to every exit instead of re-initialising them
+        self.is_pretrained = load_pretrained_weights
         self.sot = config.decoder_start_token_id if use_sot_prefix else None
         self.max_positions = config.max_target_positions
         # Tokens a beam search may emit after sos (each step reads sos + the tokens so far, after

@@ -97,3 +97,22 @@ def test_wrong_tokens_or_sizes_fail_with_one_clear_error(tiny_whisper_dir):
     hs, hlens = memory([5])
     with pytest.raises(EarlyExitConfigError, match="sequence of 33 exceeds Whisper's decoder length"):
         decoder(hs, hlens, torch.zeros(1, 32, dtype=torch.long), torch.tensor([32]))
+
+
+def test_a_decoder_per_exit_starts_as_whispers_own(tiny_whisper_dir):
+    """decoder_per_exit: every exit gets a copy of the pretrained decoder, not fresh weights (a
+    decoder built from scratch, load_pretrained_weights: false, gets fresh ones per exit)."""
+    tokens = [f"t{i}" for i in range(TINY_WHISPER["vocab_size"])]
+    reference = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir).model.decoder
+    for pretrained in (True, False):
+        model = build_model(token_list=tokens, input_size=1, frontend=None, frontend_conf={}, specaug=None,
+                            normalize=None, encoder="eexit_whisper",
+                            encoder_conf=dict(whisper_model=tiny_whisper_dir, exit_layers=[2, 4]),
+                            decoder="eexit_whisper",
+                            decoder_conf=dict(whisper_model=tiny_whisper_dir, load_pretrained_weights=pretrained),
+                            model_conf=dict(ctc_weight=0.0, decoder_per_exit=True))
+        own, last = model.decoder_for_exit(2), model.decoder_for_exit(4)
+        assert own is not last
+        fc1 = own.whisper.layers[0].fc1.weight
+        assert torch.equal(fc1, reference.layers[0].fc1.weight) == pretrained
+        assert torch.equal(fc1, last.whisper.layers[0].fc1.weight) == pretrained
