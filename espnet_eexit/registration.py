@@ -23,7 +23,7 @@ ENCODERS = {
     "eexit_whisper": "espnet_eexit.encoder.whisper:EarlyExitWhisperEncoder",
 }
 DECODERS = {
-    # Whisper's pretrained text decoder (token_type whisper_en), shared by the exits or per exit
+    # Whisper's pretrained text decoder (Whisper's tokens: token_type hugging_face), shared or per exit
     "eexit_whisper": "espnet_eexit.decoder.whisper:WhisperDecoder",
 }
 MODELS = {"eexit": "espnet_eexit.model:EarlyExitASRModel"}

@@ -2,8 +2,9 @@
 
 The early-exit model shares it between its exits (``model_conf: decoder_per_exit: false``) or
 copies it per exit; each exit's encoder output feeds its cross-attention. Tokens are Whisper's own
-(``token_type: whisper_en`` or ``whisper_multilingual``, whose token list is Whisper's vocabulary
-in id order), so the pretrained embeddings mean what they meant.
+(``token_type: hugging_face`` with a tokenizer of the model, e.g. ``tokenizer_lowercase/`` of
+``convert_ct2_whisper``, whose ``tokens.txt`` is Whisper's vocabulary in id order), so the
+pretrained embeddings mean what they meant.
 
 Differences from ESPnet's ``decoder: whisper``: the weights come from a local directory (or a
 name / Hub id, as for ``encoder: eexit_whisper``), and the cross-attention never looks at the
@@ -19,7 +20,7 @@ import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 
-from espnet_eexit.encoder.whisper import load_whisper_config, whisper_source
+from espnet_eexit.encoder.whisper import load_whisper_config, load_whisper_model
 from espnet_eexit.errors import EarlyExitConfigError
 
 
@@ -48,28 +49,20 @@ class WhisperDecoder(AbsDecoder, BatchScorerInterface):
         load_pretrained_weights: bool = True,
     ):
         super().__init__()
-        from transformers import WhisperModel
-
         config = load_whisper_config(whisper_model, download_dir)
         if vocab_size != config.vocab_size:
             raise EarlyExitConfigError(
                 f"decoder: eexit_whisper needs Whisper's own tokens: the token list has {vocab_size} "
                 f"entries but {whisper_model!r} has a vocabulary of {config.vocab_size} (use "
-                "token_type whisper_en / whisper_multilingual and its token list)"
+                "token_type hugging_face with the converted model's tokenizer_lowercase and its tokens.txt)"
             )
         if encoder_output_size != config.d_model:
             raise EarlyExitConfigError(
                 f"decoder: eexit_whisper of {whisper_model!r} reads {config.d_model}-dim encoder "
                 f"outputs, but the encoder gives {encoder_output_size}"
             )
-        config.dropout = dropout_rate
-        if load_pretrained_weights:
-            model = WhisperModel.from_pretrained(
-                whisper_source(whisper_model), config=config, cache_dir=download_dir,
-                dtype=torch.float32,
-            )
-        else:
-            model = WhisperModel(config)
+        model = load_whisper_model(whisper_model, download_dir, dropout_rate, load_pretrained_weights)
+        config = model.config
         self.whisper = model.decoder  # embed_tokens, embed_positions, layers, layer_norm
         del model
         # decoder_per_exit copies these weights to every exit instead of re-initialising them

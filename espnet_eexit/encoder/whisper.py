@@ -80,6 +80,24 @@ def load_whisper_config(whisper_model: str, download_dir: Optional[str] = None):
     return config
 
 
+def load_whisper_model(whisper_model: str, download_dir: Optional[str], dropout_rate: float,
+                       load_pretrained_weights: bool):
+    """The ``transformers`` ``WhisperModel`` of ``whisper_model`` (its encoder and decoder are
+    what ``eexit_whisper`` keeps), with ``dropout_rate``; random weights if not pretrained."""
+    from transformers import WhisperModel
+
+    config = load_whisper_config(whisper_model, download_dir)
+    config.dropout = dropout_rate
+    if not load_pretrained_weights:
+        return WhisperModel(config)
+    try:
+        return WhisperModel.from_pretrained(
+            whisper_source(whisper_model), config=config, cache_dir=download_dir, dtype=torch.float32
+        )
+    except OSError as err:
+        raise EarlyExitConfigError(f"whisper_model={whisper_model!r}: {err}") from err
+
+
 class WhisperLogMel(torch.nn.Module):
     """Whisper's log-mel spectrogram, computed for each utterance on its own samples.
 
@@ -179,20 +197,8 @@ class EarlyExitWhisperEncoder(EarlyExitEncoderMixin, AbsEncoder):
             raise EarlyExitConfigError(f"freeze_layers_steps={freeze_layers_steps}: must be >= 0")
         if use_specaug and not specaug_conf:
             raise EarlyExitConfigError("use_specaug: true needs specaug_conf (ESPnet's SpecAug arguments)")
-        from transformers import WhisperModel
-
-        config = load_whisper_config(whisper_model, download_dir)
-        config.dropout = dropout_rate
-        if load_pretrained_weights:
-            try:
-                model = WhisperModel.from_pretrained(
-                    whisper_source(whisper_model), config=config, cache_dir=download_dir,
-                    dtype=torch.float32,
-                )
-            except OSError as err:
-                raise EarlyExitConfigError(f"whisper_model={whisper_model!r}: {err}") from err
-        else:
-            model = WhisperModel(config)
+        model = load_whisper_model(whisper_model, download_dir, dropout_rate, load_pretrained_weights)
+        config = model.config
         self.whisper = model.encoder  # conv1, conv2, embed_positions, layers, layer_norm
         del model  # the decoder is not ours to keep
         self.log_mel = WhisperLogMel(config.num_mel_bins)

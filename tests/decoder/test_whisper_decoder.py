@@ -89,7 +89,7 @@ def test_shared_by_the_exits_of_an_espnet_model(tiny_whisper_dir):
 
 
 def test_wrong_tokens_or_sizes_fail_with_one_clear_error(tiny_whisper_dir):
-    with pytest.raises(EarlyExitConfigError, match=r"token list has 50 entries.*vocabulary of 100.*whisper_en"):
+    with pytest.raises(EarlyExitConfigError, match=r"token list has 50 entries.*vocabulary of 100.*token_type hugging_face"):
         WhisperDecoder(50, TINY_WHISPER["d_model"], whisper_model=tiny_whisper_dir)
     with pytest.raises(EarlyExitConfigError, match="reads 32-dim encoder outputs, but the encoder gives 64"):
         WhisperDecoder(TINY_WHISPER["vocab_size"], 64, whisper_model=tiny_whisper_dir)
