@@ -12,8 +12,10 @@ Importing this package registers our classes into ESPnet's ``espnet2.tasks.asr``
 ESPnet has no plugin entry points, so run training and decoding through
 ``python -m espnet_eexit.bin.asr_train`` / ``asr_inference``, which import this package first.
 """
+from espnet_eexit import quiet_imports
 from espnet_eexit.registration import register_on_import
 
 __version__ = "0.1.0"
 
+quiet_imports.install()
 register_on_import()

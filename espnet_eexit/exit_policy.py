@@ -40,6 +40,9 @@ class ExitPoint:
             None for policies that do not read them (``needs_posteriors = False``).
         lengths: (B,) valid frames.
         elapsed_s: encoder wall time so far for this batch (front end + layers up to ``layer``).
+        front_end_s: the part of ``elapsed_s`` spent in the front end (features, subsampling
+            input): the budget policy projects the next exit's time from the layers' time alone.
+        blank_id: the CTC blank's index in the model's token list.
     """
 
     layer: int
@@ -48,6 +51,8 @@ class ExitPoint:
     log_probs: Optional[torch.Tensor]
     lengths: torch.Tensor
     elapsed_s: float = 0.0
+    front_end_s: float = 0.0
+    blank_id: int = 0
 
 
 def _frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -260,15 +265,14 @@ class NBestPosteriorExit(ExitPolicy):
     Args:
         threshold: stop when the best hypothesis' posterior >= threshold.
         nbest: N, the prefix beam width (>= 2; with N = 1 the posterior is always 1).
-        blank: blank index of the CTC head.
+    The CTC blank is the model's (``ExitPoint.blank_id``).
     """
 
     name = "nbest_posterior"
 
-    def __init__(self, threshold: Optional[float] = None, nbest: int = 8, blank: int = 0):
+    def __init__(self, threshold: Optional[float] = None, nbest: int = 8):
         super().__init__(threshold)
         self.nbest = nbest
-        self.blank = blank
 
     def bind(self, exit_layers, num_layers):
         self._check_threshold()
@@ -282,7 +286,7 @@ class NBestPosteriorExit(ExitPolicy):
     def decide(self, point):
         values = []
         for lp, length in zip(point.log_probs, point.lengths):
-            hyps = ctc_prefix_beam_search(lp[: int(length)], self.nbest, blank=self.blank)
+            hyps = ctc_prefix_beam_search(lp[: int(length)], self.nbest, blank=point.blank_id)
             values.append(nbest_posterior([score for _, score in hyps]))
         value = torch.tensor(values, dtype=torch.float32)
         return value >= self.threshold, value
@@ -329,7 +333,7 @@ class BudgetExit(ExitPolicy):
         elif self.threshold is not None:
             fits_next = point.next_layer / point.num_layers <= self.threshold + 1e-9
         else:
-            per_layer = point.elapsed_s / point.layer
+            per_layer = (point.elapsed_s - point.front_end_s) / point.layer
             projected = point.elapsed_s + per_layer * (point.next_layer - point.layer)
             fits_next = projected * 1000.0 <= self.budget_ms
         return torch.full((batch,), not fits_next), _no_confidence(point)
@@ -354,7 +358,6 @@ def build_exit_policy(
     exit_layer: Optional[int] = None,
     nbest: int = 8,
     budget_ms: Optional[float] = None,
-    blank: int = 0,
 ) -> ExitPolicy:
     """Build a policy by its registered name (see :data:`EXIT_POLICIES`)."""
     if name not in EXIT_POLICIES:
@@ -368,17 +371,29 @@ def build_exit_policy(
             raise EarlyExitConfigError("--exit_policy fixed takes --exit_layer, not --exit_threshold")
         return FixedExit(exit_layer)
     if name == "nbest_posterior":
-        return NBestPosteriorExit(threshold, nbest=nbest, blank=blank)
+        return NBestPosteriorExit(threshold, nbest=nbest)
     if name == "budget":
         return BudgetExit(threshold, budget_ms=budget_ms)
     return EXIT_POLICIES[name](threshold)
 
 
 class Stopwatch:
-    """Wall time since construction, in seconds (the budget policy's clock)."""
+    """Wall time since construction, in seconds (the budget policy's clock).
 
-    def __init__(self):
-        self.start = time.perf_counter()
+    On a GPU, kernels run asynchronously: the clock waits for the device's queued work before each
+    reading, so a reading covers the computation issued before it, not only its launch.
+    """
+
+    def __init__(self, device: Optional[torch.device] = None):
+        device = torch.device("cpu") if device is None else torch.device(device)
+        self._sync = device.type == "cuda"
+        self.device = device
+        self.start = self._now()
+
+    def _now(self) -> float:
+        if self._sync:
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        return self._now() - self.start

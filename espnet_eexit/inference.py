@@ -123,6 +123,8 @@ class EarlyExitSpeech2Text(Speech2Text):
             speech = speech.unsqueeze(0).to(getattr(torch, self.dtype))
             lengths = speech.new_full([1], speech.size(1), dtype=torch.long)
             return self.decode_batch(speech, lengths)[0][1]
+        # decode_batch/decode_all_exits may have pointed the scorers at another exit's heads
+        self.use_exit(self.exit_layer)
         results = super().__call__(speech)
         self._count_exit(self.exit_layer)
         return results

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from espnet2.asr.decoder.linear_decoder import LinearDecoder
-from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.asr.espnet_model import ESPnetASRModel, autocast, autocast_type
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet.nets.pytorch_backend.nets_utils import th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
@@ -201,11 +201,14 @@ class EarlyExitASRModel(ESPnetASRModel):
         Returns:
             (B, T, D_in) encoder input and (B,) lengths.
         """
-        feats, lengths = self._extract_feats(speech, speech_lengths)
-        if self.specaug is not None and self.training:
-            feats, lengths = self.specaug(feats, lengths)
-        if self.normalize is not None:
-            feats, lengths = self.normalize(feats, lengths)
+        # ESPnet's guard: under --use_amp the features are computed in full precision unless
+        # model_conf.autocast_frontend is true (ESPnetASRModel.encode does the same)
+        with autocast(self.autocast_frontend, dtype=autocast_type):
+            feats, lengths = self._extract_feats(speech, speech_lengths)
+            if self.specaug is not None and self.training:
+                feats, lengths = self.specaug(feats, lengths)
+            if self.normalize is not None:
+                feats, lengths = self.normalize(feats, lengths)
         if self.preencoder is not None:
             feats, lengths = self.preencoder(feats, lengths)
         return feats, lengths
@@ -257,8 +260,9 @@ class EarlyExitASRModel(ESPnetASRModel):
         Returns:
             One :class:`ExitDecision` per utterance, in batch order.
         """
-        clock = Stopwatch()
+        clock = Stopwatch(speech.device)
         feats, lengths = self.encoder_input(speech, speech_lengths)
+        front_end_s = clock.elapsed()
         encoder = self.encoder
         state = encoder.start(feats, lengths)
         running = torch.arange(feats.size(0))  # batch positions still in the encoder
@@ -283,6 +287,8 @@ class EarlyExitASRModel(ESPnetASRModel):
                 log_probs=log_probs,
                 lengths=out.lengths,
                 elapsed_s=clock.elapsed(),
+                front_end_s=front_end_s,
+                blank_id=self.blank_id,
             )
             stop, confidence = policy.decide(point)
             if is_last:

@@ -1,6 +1,7 @@
 """Exit policies: the confidence maths, stopping behaviour, batch drop-out and bad values."""
 import argparse
 import itertools
+import logging
 import math
 
 import pytest
@@ -331,6 +332,16 @@ def test_cli_policy_run_writes_exit_file_and_measured_summary(ctc_files, tmp_pat
     assert info["encoder_layers_saved"] == "0.667" and info["exit_counts"] == "2:3"
 
 
+def test_cli_policy_run_with_batches_uses_espnets_batch_beam_search(ctc_files, tmp_path, caplog):
+    """The loader batches the encoder; the beam search still runs per utterance, as ESPnet's
+    vectorised BatchBeamSearch (ESPnet keeps its slow BeamSearch for any batch_size > 1)."""
+    wav_scp = _wav_dir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        _cli(ctc_files, wav_scp, tmp_path / "policy", "--exit_policy", "entropy",
+             "--exit_threshold", "1.0", "--batch_size", "3")
+    assert "BatchBeamSearch implementation is selected." in caplog.text
+
+
 @pytest.mark.parametrize("greedy", ["false", "true"])
 def test_cli_all_exits_writes_every_exit_and_confidences(ctc_files, tmp_path, greedy):
     wav_scp = _wav_dir(tmp_path)
@@ -357,3 +368,32 @@ def test_cli_bad_policy_options_are_one_line_errors(ctc_files, tmp_path, capsys,
     assert err.value.code == 2
     stderr = capsys.readouterr().err
     assert message in stderr and "Traceback" not in stderr
+
+
+def test_budget_projects_the_next_exit_from_the_layers_time_alone():
+    """The front end is paid once: the time per layer excludes it (here 10 ms front end, then
+    1 ms per layer: 12 ms reach layer 2, 14 ms layer 4; counting the front end as layer time
+    would project layer 4 at 22 ms and stop too early)."""
+    lp = torch.zeros(1, 3, 5)
+    point = ExitPoint(2, 4, 6, lp, torch.tensor([3]), elapsed_s=0.012, front_end_s=0.010)
+    assert not build_exit_policy("budget", budget_ms=14.5).bind([2, 4, 6], 6).decide(point)[0].item()
+    assert build_exit_policy("budget", budget_ms=13.5).bind([2, 4, 6], 6).decide(point)[0].item()
+
+
+def test_nbest_posterior_uses_the_models_blank():
+    """Frames sure of label 2 with a second guess: with blank 2 the best hypothesis is empty, with
+    blank 0 it is '2' — the policy must take the blank the model was trained with."""
+    from espnet_eexit.exit_policy import ctc_prefix_beam_search, nbest_posterior
+
+    probs = torch.full((1, 6, 4), 0.02)
+    probs[0, :, 2] = 0.94
+    lp = probs.log()
+    values = []
+    for blank in (0, 2):
+        point = ExitPoint(2, 4, 6, lp, torch.tensor([6]), blank_id=blank)
+        _, value = build_exit_policy("nbest_posterior", 0.5).bind([2, 4, 6], 6).decide(point)
+        hyps = ctc_prefix_beam_search(lp[0], 8, blank=blank)
+        assert hyps[0][0] == (() if blank == 2 else (2,))
+        assert value.item() == pytest.approx(nbest_posterior([s for _, s in hyps]))
+        values.append(value.item())
+    assert values[0] != pytest.approx(values[1])

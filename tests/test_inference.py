@@ -103,3 +103,21 @@ def test_beam_search_stops_within_the_decoders_positions(tiny_whisper_dir, tmp_p
     yseq = results[0][3].yseq
     assert len(yseq) == 31 + 2 and int(yseq[-1]) == 1  # sos, 31 tokens, the <eos> ESPnet adds
     assert s2t.maxlenratio == 0.0  # the cap was for that search only
+
+
+def test_fixed_exit_after_decoding_every_exit_scores_with_its_own_heads(aed_files):
+    """decode_all_exits points the scorers at each exit in turn; a fixed-exit call afterwards
+    must score exit 2's states with exit 2's decoder and CTC head again."""
+    s2t = EarlyExitSpeech2Text(asr_train_config=aed_files / "config.yaml",
+                               asr_model_file=aed_files / "model.pth", exit_layer=2,
+                               ctc_weight=0.3, beam_size=2, maxlenratio=0.3)
+    model = s2t.asr_model
+    speech = torch.randn(4000)
+    s2t.decode_all_exits(speech[None], torch.tensor([4000]))
+    used = []
+    for k in model.exit_layers:
+        model.decoder_for_exit(k).output_layer.register_forward_hook(lambda *_, k=k: used.append(k))
+    s2t(speech)
+    assert set(used) == {2}
+    assert s2t.beam_search.full_scorers["decoder"] is model.decoder_for_exit(2)
+    assert s2t.beam_search.scorers["ctc"].ctc is model.ctc_for_exit(2)

@@ -229,6 +229,9 @@ def _inference(cmd: Optional[List[str]]) -> None:
         torch.manual_seed(args.seed)
         s2t_kwargs = {k: v for k, v in kwargs.items() if k not in _LOOP_OPTIONS}
         s2t_kwargs["device"] = "cuda" if args.ngpu >= 1 else "cpu"
+        # The loader batches the encoder; the beam search then runs per utterance, so build it as
+        # ESPnet does for batch_size 1 (its vectorised BatchBeamSearch when every scorer allows)
+        s2t_kwargs["batch_size"] = 1
         if args.model_tag is not None:
             raise EarlyExitConfigError("give --asr_train_config/--asr_model_file, not --model_tag")
         if args.word_lm_train_config is not None:

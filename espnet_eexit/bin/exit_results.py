@@ -8,21 +8,11 @@ test set and exit found, and writes one table: rows = exits (layer k, relative d
 columns = WER and CER per test set.
 """
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Dict, Optional
 
-# "| Sum/Avg |   40   196 | 80.1  15.3   4.6   2.0  21.9  60.0 |"
-_SUM_LINE = re.compile(r"Sum/Avg\s*\|\s*(\d+)\s+(\d+)\s*\|\s*([\d.\s]+)\|")
-
-
-def read_sclite(result_txt: Path) -> float:
-    """The error rate (%) of an sclite ``-o all`` report."""
-    match = _SUM_LINE.search(result_txt.read_text(errors="replace"))
-    if match is None:
-        raise ValueError(f"{result_txt}: no 'Sum/Avg' line (is it an sclite -o all report?)")
-    return [float(v) for v in match.group(3).split()][4]  # Corr Sub Del Ins Err S.Err
+from espnet_eexit.scoring import read_sclite
 
 
 def collect(decode_dir: Path) -> Dict[str, Dict[int, Dict[str, float]]]:
@@ -32,7 +22,7 @@ def collect(decode_dir: Path) -> Dict[str, Dict[int, Dict[str, float]]]:
         exit_dir = result.parent.parent
         layer = int(exit_dir.name[len("exit"):])
         metric = result.parent.name[len("score_"):]
-        results.setdefault(exit_dir.parent.name, {}).setdefault(layer, {})[metric] = read_sclite(result)
+        results.setdefault(exit_dir.parent.name, {}).setdefault(layer, {})[metric] = read_sclite(result).error_rate
     return results
 
 
@@ -46,7 +36,7 @@ def collect_policies(decode_dir: Path) -> Dict[str, Dict[str, Dict[str, str]]]:
         run = info.parent
         entry = dict(read_exit_info(info))
         for result in sorted(run.glob("score_*/result.txt")):
-            entry[result.parent.name[len("score_"):]] = f"{read_sclite(result):.1f}"
+            entry[result.parent.name[len("score_"):]] = f"{read_sclite(result).error_rate:.1f}"
         results.setdefault(run.parent.name, {})[run.name] = entry
     return results
 

@@ -1,12 +1,14 @@
 """Sweep exit-policy thresholds: WER vs average encoder depth, from one all-exit decoding pass.
 
     python -m espnet_eexit.bin.exit_sweep --data_dir dump/raw/test --num_layers 12 \
+        [--cleaner none] [--hyp_cleaner none] \
         exp/asr/decode_ctc/test          # holds exit<k>/{text,confidence} (asr_inference --all_exits)
 
 A policy's decision at exit k depends only on exit k's posteriors, so for every threshold the
 exit each utterance would take (the first exit whose confidence passes it; else the last) and the
 hypothesis it would produce are read from the per-exit decodings and confidences, without
-re-decoding. Each point is scored with sclite (word error rate). Also scored: every fixed exit, and
+re-decoding. Each point is scored as stage 13 scores (:mod:`espnet_eexit.scoring`: the same
+cleaners, ESPnet's word tokenizer, sclite). Also scored: every fixed exit, and
 the ``oracle`` curve (needs references, for analysis only): each utterance takes the shallowest
 exit with at most ``t`` more word errors than the last exit (t = 0, 1, 2, ...).
 
@@ -18,9 +20,6 @@ Average depth = mean layers computed per utterance / L; real dynamic decoding
 """
 import argparse
 import math
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from espnet_eexit.datadir import read_kaldi_text
 from espnet_eexit.exit_policy import CONFIDENCE_POLICIES
+from espnet_eexit.scoring import WordScorer, find_sclite
 
 # Higher value = more confident, except for entropy.
 _LOWER_IS_CONFIDENT = {"entropy"}
@@ -77,42 +77,10 @@ def choose_exits(policy, threshold, keys, layers, conf) -> Dict[str, int]:
     return chosen
 
 
-class Scorer:
-    """Word error rate of a hypothesis set with sclite (``-i rm``, as ESPnet's asr.sh)."""
-
-    def __init__(self, refs: Dict[str, str], sclite: str, workdir: Path):
-        self.refs, self.sclite, self.workdir = refs, sclite, workdir
-        self.keys = sorted(refs)
-        self._write(workdir / "ref.trn", refs)
-
-    def _write(self, path: Path, texts: Dict[str, str]) -> None:
-        path.write_text("".join(f"{texts.get(k, '')} (spk-{k})\n" for k in self.keys), encoding="utf-8")
-
-    def wer(self, hyps: Dict[str, str]):
-        hyp = self.workdir / "hyp.trn"
-        self._write(hyp, hyps)
-        out = subprocess.run(
-            [self.sclite, "-r", str(self.workdir / "ref.trn"), "trn", "-h", str(hyp), "trn",
-             "-i", "rm", "-o", "dtl", "stdout"],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        # the detailed report has exact counts: "Percent Total Error = 37.5% (   3)"
-        errors = _count(out, "Percent Total Error")
-        words = _count(out, "Ref. words")
-        return 100.0 * errors / max(words, 1), errors, words
-
-
-def _count(report: str, label: str) -> int:
-    match = re.search(re.escape(label) + r"\s*=.*?\(\s*(\d+)\)", report)
-    if match is None:
-        raise RuntimeError(f"sclite report has no '{label}' count:\n{report[:2000]}")
-    return int(match.group(1))
-
-
-def word_errors(ref: str, hyp: str) -> int:
+def word_errors(ref_words: Sequence[str], hyp_words: Sequence[str]) -> int:
     import editdistance
 
-    return int(editdistance.eval(ref.split(), hyp.split()))
+    return int(editdistance.eval(list(ref_words), list(hyp_words)))
 
 
 def thresholds_for(policy: str, values: np.ndarray, points: int) -> List[float]:
@@ -126,7 +94,7 @@ def thresholds_for(policy: str, values: np.ndarray, points: int) -> List[float]:
     return sorted(set(float(round(q, 6)) for q in list(qs) + ends))
 
 
-def sweep(decode_dir: Path, refs: Dict[str, str], num_layers: int, scorer: Scorer,
+def sweep(decode_dir: Path, num_layers: int, scorer: WordScorer,
           points: int = 25, oracle_max: int = 5) -> List[SweepPoint]:
     layers = sorted(int(p.name[len("exit"):]) for p in decode_dir.glob("exit*") if p.is_dir()
                     and p.name[len("exit"):].isdigit())
@@ -147,9 +115,10 @@ def sweep(decode_dir: Path, refs: Dict[str, str], num_layers: int, scorer: Score
                          f"decoding/confidence, e.g. {missing[0]}")
 
     def point(policy, threshold, chosen):
-        wer, errors, words = scorer.wer({key: texts[chosen[key]].get(key, "") for key in keys})
+        result = scorer.score({key: texts[chosen[key]].get(key, "") for key in keys})
         mean_exit = float(np.mean([chosen[key] for key in keys]))
-        return SweepPoint(policy, threshold, mean_exit / num_layers, mean_exit, wer, errors, words)
+        return SweepPoint(policy, threshold, mean_exit / num_layers, mean_exit,
+                          100.0 * result.errors / max(result.units, 1), result.errors, result.units)
 
     out = [point("fixed", k, {key: k for key in keys}) for k in layers]
     for policy in CONFIDENCE_POLICIES:
@@ -157,7 +126,8 @@ def sweep(decode_dir: Path, refs: Dict[str, str], num_layers: int, scorer: Score
         for t in thresholds_for(policy, values, points):
             out.append(point(policy, t, choose_exits(policy, t, keys, layers, conf)))
     # oracle: shallowest exit with at most t more word errors than the last exit
-    errs = {k: {key: word_errors(refs[key], texts[k].get(key, "")) for key in keys} for k in layers}
+    errs = {k: {key: word_errors(scorer.ref_words[key], scorer.hyp_words(texts[k].get(key, "")))
+                for key in keys} for k in layers}
     for t in range(oracle_max + 1):
         chosen = {key: next(k for k in layers if errs[k][key] <= errs[layers[-1]][key] + t)
                   for key in keys}
@@ -225,11 +195,6 @@ def markdown(tables, margin: float, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def find_sclite() -> Optional[str]:
-    return shutil.which("sclite") or next(
-        (p for p in ("/usr/lib/sctk/bin/sclite", "/usr/bin/sclite") if Path(p).is_file()), None)
-
-
 def main(cmd: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("decode_dirs", type=Path, nargs="+",
@@ -237,6 +202,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
     parser.add_argument("--data_dir", type=Path, action="append", required=True,
                         help="Kaldi data dir with the references (one per decode dir, same order)")
     parser.add_argument("--num_layers", type=int, required=True, help="L, the encoder's layers")
+    parser.add_argument("--cleaner", default="none", help="text cleaner of the references (as stage 13)")
+    parser.add_argument("--hyp_cleaner", default="none",
+                        help="text cleaner of the hypotheses (as stage 13; 'upper' for lower-case models)")
     parser.add_argument("--points", type=int, default=25, help="thresholds per policy")
     parser.add_argument("--wer_margin", type=float, default=0.5)
     parser.add_argument("--title", default="exit policy sweep")
@@ -254,10 +222,15 @@ def main(cmd: Optional[List[str]] = None) -> None:
         if not (data_dir / "text").is_file():
             parser.error(f"missing file: {data_dir / 'text'}")
         refs = read_kaldi_text(data_dir / "text")
+        utt2spk = read_kaldi_text(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else None
+        if utt2spk is not None and any(k not in utt2spk for k in refs):
+            parser.error(f"{data_dir / 'utt2spk'} lacks utterances of {data_dir / 'text'}, "
+                         f"e.g. {next(k for k in refs if k not in utt2spk)}")
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                rows = sweep(decode_dir, refs, args.num_layers, Scorer(refs, sclite, Path(tmp)),
-                             points=args.points)
+                scorer = WordScorer(refs, sclite, Path(tmp), cleaner=args.cleaner,
+                                    hyp_cleaner=args.hyp_cleaner, utt2spk=utt2spk)
+                rows = sweep(decode_dir, args.num_layers, scorer, points=args.points)
             except (FileNotFoundError, ValueError) as e:
                 parser.error(str(e))
         write_tsv(decode_dir / "exit_sweep.tsv", rows)

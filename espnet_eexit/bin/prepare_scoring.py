@@ -1,45 +1,27 @@
-"""Write sclite ``ref.trn`` / ``hyp.trn`` for many decoding directories in one process.
+"""Score decoding directories with sclite as ESPnet's asr.sh does, in one process.
 
     python -m espnet_eexit.bin.prepare_scoring --data_dir data/test [--cleaner none] \
-        [--hyp_cleaner none] [--bpemodel bpe.model] exp/asr/decode/test/exit2 exp/asr/decode/test/exit4 ...
+        [--hyp_cleaner none] [--bpemodel bpe.model] [--sclite sclite] \
+        exp/asr/decode/test/exit2 exp/asr/decode/test/exit4 ...
 
 Does what ESPnet's asr.sh does with one ``espnet2.bin.tokenize_text`` call per file (same ESPnet
 tokenizers and cleaners: references with ``--cleaner``, hypotheses with ``--hyp_cleaner``), but
 loads ESPnet once for every exit. ``--hyp_cleaner upper`` (ours) upper-cases hypotheses and drops
 their punctuation but apostrophes, for LibriSpeech-style references and a model that writes
 lower case (a pretrained tokenizer's, e.g. Whisper's).
-For each directory writes ``score_{cer,wer[,ter]}/{ref,hyp}.trn``; an utterance missing from a
-hypothesis file scores as deleted.
+For each directory writes ``score_{cer,wer[,ter]}/{ref,hyp}.trn`` and, with ``--sclite``, runs it
+into ``result.txt`` (:mod:`espnet_eexit.scoring`, the path every reported error rate takes); an
+utterance missing from a hypothesis file scores as deleted.
 """
 import argparse
-import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 from espnet2.text.build_tokenizer import build_tokenizer
-from espnet2.text.cleaner import TextCleaner
 
 from espnet_eexit.datadir import read_kaldi_text
-
-
-def upper_case(text: str) -> str:
-    """LibriSpeech style: UPPER CASE, apostrophes kept, other punctuation gone."""
-    return " ".join(re.sub(r"[^\w\s']|_", " ", text.upper()).split())
-
-
-def build_cleaner(name: str):
-    if name == "upper":
-        return upper_case
-    return TextCleaner(None if name == "none" else name)
-
-
-def write_trn(path: Path, keys: List[str], texts: Dict[str, str], utt2spk, tokenizer, clean) -> None:
-    lines = []
-    for key in keys:
-        tokens = tokenizer.text2tokens(clean(texts.get(key, "")))
-        lines.append(f"{' '.join(tokens)} ({utt2spk[key]}-{key})\n")
-    path.write_text("".join(lines), encoding="utf-8")
+from espnet_eexit.scoring import build_cleaner, find_sclite, run_sclite, write_trn
 
 
 def main(cmd: Optional[list] = None) -> None:
@@ -50,11 +32,17 @@ def main(cmd: Optional[list] = None) -> None:
     parser.add_argument("--hyp_cleaner", default="none",
                         help="ESPnet text cleaner of the hypotheses, or 'upper' (see above)")
     parser.add_argument("--bpemodel", default=None, help="also write score_ter with this BPE model")
+    parser.add_argument("--sclite", default=None,
+                        help="also run sclite into result.txt: its path, or 'auto' to find it")
     args = parser.parse_args(cmd)
 
     for f in [args.data_dir / "text", args.data_dir / "utt2spk"] + [d / "text" for d in args.decode_dirs]:
         if not f.is_file():
             parser.error(f"missing file: {f}")
+    if args.sclite == "auto":
+        args.sclite = find_sclite()
+        if args.sclite is None:
+            parser.error("sclite not found: install the Debian package sctk (tools/install.sh does)")
     refs = read_kaldi_text(args.data_dir / "text")
     utt2spk = dict(line.split(maxsplit=1) for line in
                    (args.data_dir / "utt2spk").read_text().splitlines() if line.strip())
@@ -75,6 +63,8 @@ def main(cmd: Optional[list] = None) -> None:
             out.mkdir(parents=True, exist_ok=True)
             write_trn(out / "ref.trn", keys, refs, utt2spk, tokenizer, cleaner)
             write_trn(out / "hyp.trn", keys, hyps, utt2spk, tokenizer, hyp_cleaner)
+            if args.sclite:
+                run_sclite(args.sclite, out / "ref.trn", out / "hyp.trn", out / "result.txt")
 
 
 if __name__ == "__main__":

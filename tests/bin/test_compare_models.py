@@ -3,9 +3,12 @@ import pytest
 
 from espnet_eexit.bin.compare_models import main
 
+# the two summary lines of sclite -o all (percentages, then counts), as espnet_eexit.scoring reads them
 SCLITE = """\
 | SPKR   | # Snt # Wrd | Corr    Sub    Del    Ins    Err  S.Err |
 | Sum/Avg|   10    {n} | 50.0   30.0   20.0    {ins}   {err}  90.0 |
+| SPKR   | # Snt # Wrd | Corr    Sub    Del    Ins    Err  S.Err |
+| Sum    |   10    {n} |   50     30     20     0   {count}     9 |
 """
 
 
@@ -15,7 +18,7 @@ def scored(root, exits, base):
         for metric, err in (("wer", base + k), ("cer", (base + k) / 2)):
             d = root / "test" / f"exit{k}" / f"score_{metric}"
             d.mkdir(parents=True)
-            (d / "result.txt").write_text(SCLITE.format(n=100, ins="0.0", err=f"{err:.1f}"))
+            (d / "result.txt").write_text(SCLITE.format(n=100, ins="0.0", err=f"{err:.1f}", count=round(err)))
     return root
 
 

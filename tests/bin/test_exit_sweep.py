@@ -1,9 +1,13 @@
 """exit_sweep: policy thresholds -> (average depth, WER) from per-exit decodings, scored by sclite."""
 import pytest
 
-from espnet_eexit.bin import exit_sweep
+from espnet_eexit.bin import exit_sweep, prepare_scoring
+from espnet_eexit.scoring import find_sclite, read_sclite
 
-pytestmark = pytest.mark.skipif(exit_sweep.find_sclite() is None, reason="sclite (sctk) not installed")
+
+def test_sclite_is_installed():
+    """tools/install.sh installs sctk; without it every WER test below fails, none is skipped."""
+    assert find_sclite() is not None, "sclite not found: run tools/install.sh (Debian package sctk)"
 
 REFS = {"u1": "A B C D", "u2": "E F G H", "u3": "I J K L", "u4": "M N O P"}
 # exit 2 gets u1, u2 right; exit 4 also u3; exit 6 everything but one word of u4.
@@ -74,3 +78,30 @@ def test_missing_confidence_is_a_clear_error(decoded, capsys):
     with pytest.raises(SystemExit):
         exit_sweep.main([str(dec), "--data_dir", str(data), "--num_layers", "6"])
     assert "exit4/confidence is missing" in capsys.readouterr().err
+
+
+def test_sweep_scores_fixed_exits_exactly_as_stage_13(tmp_path):
+    """One scoring path: with a hypothesis cleaner (a lower-case model, punctuation), the sweep's
+    fixed-exit WERs equal what stage 13 (prepare_scoring + sclite) writes for each exit."""
+    data = tmp_path / "data"
+    data.mkdir()
+    refs = {"u1": "IT'S A B", "u2": "C D E F", "u3": "G H"}
+    (data / "text").write_text("".join(f"{k} {v}\n" for k, v in refs.items()))
+    (data / "utt2spk").write_text("".join(f"{k} s{i % 2}\n" for i, k in enumerate(refs)))
+    hyps = {2: {"u1": "it's a, b.", "u2": "c d", "u3": "g x h"},
+            4: {"u1": "It's a b!", "u2": "c d e f", "u3": "g h"}}
+    dec = tmp_path / "decode" / "test"
+    for k, texts in hyps.items():
+        (dec / f"exit{k}").mkdir(parents=True)
+        (dec / f"exit{k}" / "text").write_text("".join(f"{u} {t}\n" for u, t in texts.items()))
+        (dec / f"exit{k}" / "confidence").write_text("".join(f"{u} 0.5 0.5 0.5\n" for u in texts))
+    prepare_scoring.main(["--data_dir", str(data), "--hyp_cleaner", "upper", "--sclite", "auto",
+                          str(dec / "exit2"), str(dec / "exit4")])
+    stage13 = {k: read_sclite(dec / f"exit{k}" / "score_wer" / "result.txt").error_rate for k in hyps}
+    assert stage13 == {2: pytest.approx(100 * 3 / 9, abs=0.05), 4: 0.0}  # u2: 2 deletions, u3: 1 insertion
+    exit_sweep.main([str(dec), "--data_dir", str(data), "--num_layers", "4", "--hyp_cleaner", "upper"])
+    rows = (dec / "exit_sweep.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    fixed = {int(float(r["threshold"])): float(r["wer"])
+             for r in (dict(zip(header, line.split("\t"))) for line in rows[1:]) if r["policy"] == "fixed"}
+    assert fixed == {k: pytest.approx(v, abs=0.05) for k, v in stage13.items()}

@@ -4,6 +4,7 @@ import torch
 
 from conftest import SMALL_ENCODER, batch, build_model
 from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.exit_policy import ExitPolicy, build_exit_policy
 from espnet_eexit.model import EarlyExitASRModel
 
 AED = dict(
@@ -135,6 +136,50 @@ def test_encode_stops_at_the_inference_exit():
         expected = model.encode_exits(speech, lengths, max_exit_layer=4)[-1].hidden
     assert calls == [1, 2, 3, 4] * 2
     assert torch.allclose(hidden, expected)
+
+
+def test_front_end_runs_outside_amp_autocast():
+    """As ESPnet's model: under --use_amp (CUDA autocast on), the features are computed in full
+    precision (model_conf.autocast_frontend false, ESPnet's default). The flag is what autocast
+    sets, so this runs on a CPU-only machine (where autocast cannot be switched on, so the
+    autocast_frontend: true case needs a GPU)."""
+    model = build_model(model_conf=dict(ctc_weight=1.0))
+    model.eval()
+    seen = []
+    model.frontend.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cuda")))
+    model.encoder.encoders[0].register_forward_hook(
+        lambda *_: seen.append(torch.is_autocast_enabled("cuda")))
+    speech, lengths, _, _ = batch()
+    policy = build_exit_policy("fixed", exit_layer=2).bind(model.exit_layers, 6)
+    torch.set_autocast_enabled("cuda", True)
+    try:
+        with torch.no_grad():
+            model.encode(speech, lengths)
+            model.encode_exits(speech, lengths, max_exit_layer=2)
+            model.encode_with_policy(speech, lengths, policy)
+    finally:
+        torch.set_autocast_enabled("cuda", False)
+    # front end, then the first layer (which autocast may run in half precision), three times
+    assert seen == [False, True] * 3
+
+
+def test_policies_see_the_models_blank():
+    tokens = ["<unk>", "a", "<blank>", "b", "c", "d", "e", "<space>", "<sos/eos>"]
+    model = build_model(token_list=tokens)
+    model.eval()
+    assert model.blank_id == 2
+    seen = []
+
+    class Record(ExitPolicy):
+        name = "record"
+
+        def decide(self, point):
+            seen.append(point.blank_id)
+            return torch.zeros(point.lengths.size(0), dtype=torch.bool), torch.zeros(point.lengths.size(0))
+
+    speech, lengths, _, _ = batch()
+    model.encode_with_policy(speech, lengths, Record())
+    assert seen == [2, 2, 2]
 
 
 @pytest.mark.parametrize(

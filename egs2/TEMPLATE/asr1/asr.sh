@@ -681,7 +681,7 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
         done
         # shellcheck disable=SC2086
         ${python} -m espnet_eexit.bin.exit_sweep ${_sweep_dirs} ${_sweep_args} --num_layers "${num_layers}" \
-            --title "${asr_exp##*/}: ${inference_tag}" \
+            --cleaner "${cleaner}" --hyp_cleaner "${hyp_cleaner}" --title "${asr_exp##*/}: ${inference_tag}" \
             --output_md "${asr_exp}/${inference_tag}/exit_sweep.md" --update_md RESULTS.md
         log "Wrote the policy sweep: ${asr_exp}/${inference_tag}/<test_set>/exit_sweep.{tsv,png}"
     fi

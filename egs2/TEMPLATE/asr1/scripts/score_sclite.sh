@@ -16,18 +16,9 @@ help_message="Usage: $0 [--cleaner none] [--hyp_cleaner none|upper|...] [--bpemo
 if [ $# -lt 2 ]; then echo "${help_message}" >&2; exit 1; fi
 data=$1; shift
 
-sclite=$(command -v sclite || echo /usr/lib/sctk/bin/sclite)
-[ -x "${sclite}" ] || { echo "$0: sclite not found: install the Debian package sctk" >&2; exit 1; }
-
-opts="--cleaner ${cleaner} --hyp_cleaner ${hyp_cleaner}"
+opts="--cleaner ${cleaner} --hyp_cleaner ${hyp_cleaner} --sclite auto"
 [ -n "${bpemodel}" ] && opts+=" --bpemodel ${bpemodel}"
-# One process tokenises references and hypotheses of every directory (ESPnet's tokenizers).
+# One process tokenises references and hypotheses of every directory (ESPnet's tokenizers) and
+# runs sclite -i rm -o all on each (espnet_eexit.scoring: the path every reported WER takes).
 # shellcheck disable=SC2086
 ${python} -m espnet_eexit.bin.prepare_scoring --data_dir "${data}" ${opts} "$@"
-
-for dir in "$@"; do
-    for scoredir in "${dir}"/score_*; do
-        "${sclite}" -r "${scoredir}/ref.trn" trn -h "${scoredir}/hyp.trn" trn -i rm -o all stdout \
-            > "${scoredir}/result.txt"
-    done
-done
