@@ -173,8 +173,13 @@ class ExitPolicy(ABC):
     def __init__(self, threshold: Optional[float] = None):
         self.threshold = threshold
 
+    def check_options(self) -> None:
+        """Check what does not depend on a model (threshold range, ...): recipes do it before
+        their first stage. Raises :class:`EarlyExitConfigError`."""
+
     def bind(self, exit_layers: Sequence[int], num_layers: int) -> "ExitPolicy":
         """Check the policy against a model's exits (raises :class:`EarlyExitConfigError`)."""
+        self.check_options()
         return self
 
     @abstractmethod
@@ -236,9 +241,8 @@ class EntropyExit(ExitPolicy):
 
     name = "entropy"
 
-    def bind(self, exit_layers, num_layers):
+    def check_options(self):
         self._check_threshold()
-        return self
 
     def decide(self, point):
         value = mean_normalised_entropy(point.log_probs, point.lengths)
@@ -250,9 +254,8 @@ class MaxPosteriorExit(ExitPolicy):
 
     name = "max_posterior"
 
-    def bind(self, exit_layers, num_layers):
+    def check_options(self):
         self._check_threshold()
-        return self
 
     def decide(self, point):
         value = mean_max_posterior(point.log_probs, point.lengths)
@@ -274,14 +277,13 @@ class NBestPosteriorExit(ExitPolicy):
         super().__init__(threshold)
         self.nbest = nbest
 
-    def bind(self, exit_layers, num_layers):
+    def check_options(self):
         self._check_threshold()
         if not isinstance(self.nbest, int) or self.nbest < 2:
             raise EarlyExitConfigError(
                 f"--exit_nbest {self.nbest}: must be an integer >= 2 (with N = 1 the best "
                 "hypothesis' posterior is always 1 and every utterance would stop at the first exit)"
             )
-        return self
 
     def decide(self, point):
         values = []
@@ -314,7 +316,7 @@ class BudgetExit(ExitPolicy):
         super().__init__(threshold)
         self.budget_ms = budget_ms
 
-    def bind(self, exit_layers, num_layers):
+    def check_options(self):
         if (self.threshold is None) == (self.budget_ms is None):
             raise EarlyExitConfigError(
                 "exit policy 'budget' needs exactly one of --exit_threshold (relative depth in "
@@ -324,7 +326,6 @@ class BudgetExit(ExitPolicy):
             self._check_threshold()
         elif not self.budget_ms > 0:
             raise EarlyExitConfigError(f"--exit_budget_ms {self.budget_ms}: must be > 0")
-        return self
 
     def decide(self, point):
         batch = point.lengths.size(0)

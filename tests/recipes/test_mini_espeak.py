@@ -136,6 +136,14 @@ def test_bad_exit_requests_fail_with_one_clear_line(trained_recipe):
     assert "exit layer 3 is not an exit of this model; its exits are [2, 4, 6]" in proc.stderr
     assert "Traceback" not in proc.stderr
 
+    # the recipe checks --exit_layers against the model before decoding anything
+    before = sorted(p.relative_to(trained_recipe) for p in (trained_recipe / DECODE).rglob("*"))
+    proc = run(trained_recipe, "--stage", "12", "--exit_layers", "3", check=False)
+    assert proc.returncode == 2
+    assert "--exit_layers '3': 3 is not an exit of exp/asr_eexit_conformer_mini/config.yaml (its exits: 2 4 6)" in proc.stderr
+    assert "Decoding" not in proc.stdout and "Traceback" not in proc.stderr
+    assert sorted(p.relative_to(trained_recipe) for p in (trained_recipe / DECODE).rglob("*")) == before
+
     proc = subprocess.run(
         [py, "-m", "espnet_eexit.bin.asr_train", "--config", "conf/train_asr_eexit_conformer_mini.yaml",
          "--encoder_conf", "exit_layers=[0,7]", "--token_list", "data/token_list/char/tokens.txt",
@@ -155,3 +163,10 @@ def test_unknown_option_and_missing_inputs_fail_clearly(tmp_path):
     assert proc.returncode != 0 and "unknown option --no_such_option" in proc.stderr
     proc = run(recipe, "--stage", "12", check=False)
     assert proc.returncode != 0 and "is missing: run the stage that makes it first" in proc.stdout
+    # options that would fail late are refused before stage 1
+    proc = run(recipe, "--stage", "abc", check=False)
+    assert proc.returncode == 2 and "ERROR: --stage must be a whole number (got 'abc')" in proc.stdout
+    assert "Stage 1" not in proc.stdout and "Successfully" not in proc.stdout
+    proc = run(recipe, "--exit_policies", "entropy:0.2 entropy:1.5", check=False)
+    assert proc.returncode == 2 and "Stage 1" not in proc.stdout
+    assert "--exit_threshold 1.5: out of range for policy 'entropy'" in proc.stderr

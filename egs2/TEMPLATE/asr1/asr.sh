@@ -177,6 +177,13 @@ if [ "${token_type}" = hugging_face ] && [ -z "${hugging_face_model_name_or_path
 fi
 case ${audio_format} in wav|flac) ;; *) log "ERROR: --audio_format must be wav or flac"; exit 2 ;; esac
 case ${use_lm} in true|false) ;; *) log "ERROR: --use_lm must be true or false"; exit 2 ;; esac
+for _name in stage stop_stage ngpu num_nodes nj inference_nj batch_size; do
+    [[ "${!_name}" =~ ^[0-9]+$ ]] || { log "ERROR: --${_name} must be a whole number (got '${!_name}')"; exit 2; }
+done
+# Exit-policy specs are checked now, not after hours of training and decoding.
+if [ -n "${exit_policies}" ]; then
+    ${python} -m espnet_eexit.bin.check_options --exit_policies "${exit_policies}" || exit 2
+fi
 
 fs_hz=$(${python} -c "import humanfriendly as h; print(int(h.parse_size('${fs}')))")
 data_feats=${dumpdir}/raw
@@ -566,7 +573,11 @@ fi
 # ========================================================================= evaluation
 if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
     need "${asr_exp}/config.yaml" "${asr_exp}/${inference_asr_model}"
-    [ -z "${exit_layers}" ] && exit_layers=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
+    if [ -n "${exit_layers}" ]; then  # before decoding anything
+        ${python} -m espnet_eexit.bin.check_options --config "${asr_exp}/config.yaml" --exit_layers "${exit_layers}" || exit 2
+    else
+        exit_layers=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
+    fi
     log "Stage 12: Decoding from exits ${exit_layers}: ${asr_exp}/${inference_tag}"
     if ${gpu_inference}; then _cmd=${cuda_cmd}; _ngpu=1; else _cmd=${decode_cmd}; _ngpu=0; fi
     _opts=
@@ -636,7 +647,11 @@ fi
 
 if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     need "${asr_exp}/config.yaml"
-    [ -z "${exit_layers}" ] && exit_layers=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
+    if [ -n "${exit_layers}" ]; then
+        ${python} -m espnet_eexit.bin.check_options --config "${asr_exp}/config.yaml" --exit_layers "${exit_layers}" || exit 2
+    else
+        exit_layers=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
+    fi
     log "Stage 13: Scoring exits ${exit_layers} with sclite"
     _opts="--cleaner ${cleaner} --hyp_cleaner ${hyp_cleaner}"
     [ "${token_type}" = bpe ] && _opts+=" --bpemodel ${bpemodel}"
