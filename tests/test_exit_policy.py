@@ -305,7 +305,7 @@ def _wav_dir(tmp_path, n=3):
     lines = []
     for i in range(n):
         path = tmp_path / f"utt{i}.wav"
-        soundfile.write(path, (speech[i, : lengths[i]] * 0.1).numpy(), 8000, subtype="FLOAT")
+        soundfile.write(path, (speech[i, : lengths[i]] * 0.1).numpy(), 16000, subtype="FLOAT")
         lines.append(f"utt{i} {path}\n")
     (tmp_path / "wav.scp").write_text("".join(lines))
     return tmp_path / "wav.scp"
@@ -352,6 +352,59 @@ def test_cli_all_exits_writes_every_exit_and_confidences(ctc_files, tmp_path, gr
         assert [c[0] for c in conf] == ["utt0", "utt1", "utt2"] and all(len(c) == 4 for c in conf)
         tokens = (out / f"exit{k}" / "1best_recog" / "token").read_text().splitlines()
         assert [t.split()[0] for t in tokens] == ["utt0", "utt1", "utt2"]
+
+
+def _bad_audio_list(tmp_path):
+    """wav.scp: 3 good files around a missing, an empty, a header-only and a non-audio one."""
+    import numpy as np
+    import soundfile
+
+    good = _wav_dir(tmp_path)
+    lines = good.read_text().splitlines()
+    (tmp_path / "empty.wav").write_bytes(b"")
+    soundfile.write(tmp_path / "header.wav", np.zeros(0), 16000)
+    (tmp_path / "text.wav").write_text("not audio " * 20)
+    bad = {"bad0": tmp_path / "missing.wav", "bad1": tmp_path / "empty.wav",
+           "bad2": tmp_path / "header.wav", "bad3": tmp_path / "text.wav"}
+    scp = tmp_path / "mixed.scp"
+    scp.write_text("\n".join([lines[0], *(f"{k} {v}" for k, v in bad.items()), *lines[1:]]) + "\n")
+    return scp
+
+
+@pytest.mark.parametrize("mode", [[], ["--exit_policy", "entropy", "--exit_threshold", "1.0"], ["--all_exits", "true"]])
+def test_bad_audio_files_get_one_line_each_and_the_rest_is_decoded(ctc_files, tmp_path, caplog, mode):
+    scp = _bad_audio_list(tmp_path)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        _cli(ctc_files, scp, out, *mode)
+    for key, why in (("bad0", "missing.wav: no such file"), ("bad1", "empty.wav: empty file (0 bytes)"),
+                     ("bad2", "header.wav: no samples (a header only)"),
+                     ("bad3", "text.wav: not an audio file soundfile can read")):
+        assert f"utterance {key} cannot be decoded" in caplog.text and why in caplog.text
+    every = ["bad0", "bad1", "bad2", "bad3", "utt0", "utt1", "utt2"]
+    for d in ([out / f"exit{k}" for k in (2, 4, 6)] if mode[:1] == ["--all_exits"] else [out]):
+        tokens = dict(line.split(" ", 1) for line in (d / "1best_recog" / "token").read_text().splitlines())
+        assert sorted(tokens) == every
+        assert all(tokens[k] == "<space>" for k in every[:4]) and all(tokens[k] != "<space>" for k in every[4:])
+        assert sorted(line.split()[0] for line in (d / "bad_audio").read_text().splitlines()) == every[:4]
+
+
+def test_bad_audio_error_mode_and_other_sample_rates_stop_before_decoding(ctc_files, tmp_path, capsys):
+    import soundfile
+
+    scp = _bad_audio_list(tmp_path)
+    with pytest.raises(SystemExit) as err:
+        _cli(ctc_files, scp, tmp_path / "e", "--bad_audio", "error")
+    assert err.value.code == 2
+    assert "4 utterance(s) cannot be decoded, e.g. bad0:" in capsys.readouterr().err
+    slow = tmp_path / "slow.wav"
+    soundfile.write(slow, [0.0] * 4000, 8000)
+    (tmp_path / "rate.scp").write_text(f"utt {slow}\n")
+    with pytest.raises(SystemExit):
+        _cli(ctc_files, tmp_path / "rate.scp", tmp_path / "r")
+    stderr = capsys.readouterr().err
+    assert "utterance utt" in stderr and "is 8000 Hz but the model was trained on 16000 Hz audio" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "r" / "1best_recog").exists()
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -20,6 +20,11 @@ Every option of ``espnet2.bin.asr_inference`` works. Outputs (ESPnet's layout):
 
 With a policy or ``--all_exits``, ``--batch_size`` may exceed 1: utterances that exit drop out of
 the batch and the rest go on.
+
+Before decoding, every file of the list is checked (:mod:`espnet_eexit.audio_inputs`): audio at
+another sample rate than the model's stops the run with one line; a missing, empty or non-audio
+file gets one warning line and an empty result (``--bad_audio skip``, listed in
+``<output_dir>/bad_audio``) or stops the run before decoding (``--bad_audio error``).
 """
 import contextlib
 import logging
@@ -27,16 +32,18 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import espnet_eexit  # noqa: F401  (registers our classes)
 import torch
+import yaml
 from espnet2.bin import asr_inference as espnet_asr_inference
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.tasks.asr import ASRTask
 from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_none
 from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
+from espnet_eexit.audio_inputs import append_empty_results, model_sample_rate, read_scp, screen_wav_scp
 from espnet_eexit.bin.cli import run_main
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_policy import EXIT_POLICIES, build_exit_policy
@@ -86,6 +93,13 @@ def get_parser():
         default=False,
         help="Decode with the best path of the exit's CTC head (frame argmax) instead of ESPnet's "
         "beam search: ~9x faster on a small CPU model; needs --ctc_weight 1.0 and no LM (--beam_size unused).",
+    )
+    group.add_argument(
+        "--bad_audio",
+        choices=("skip", "error"),
+        default="skip",
+        help="A missing, empty or non-audio file in the list: skip = warn, write an empty result "
+        "for it and decode the rest (listed in <output_dir>/bad_audio); error = stop before decoding.",
     )
     group.add_argument(
         "--all_exits",
@@ -183,6 +197,54 @@ def _own_loop(args, speech2text: EarlyExitSpeech2Text) -> None:
                 )
 
 
+def _screen_audio(args, kwargs, action: str) -> Optional[dict]:
+    """Check the list's audio files (:mod:`espnet_eexit.audio_inputs`) before decoding. With bad
+    files, the decoding runs on the others (a key file in the output dir); returns None if all
+    are fine, else ``{"bad": {utt: reason}, "decodable": [keys]}``."""
+    sound = [(path, name) for path, name, kind in args.data_path_and_name_and_type if kind == "sound"]
+    if not sound or args.asr_train_config is None:
+        return None
+    train_config = yaml.safe_load(Path(args.asr_train_config).read_text()) or {}
+    fs = model_sample_rate(train_config)
+    wanted = [k for k, _ in read_scp(Path(args.key_file))] if args.key_file else None
+    bad: Dict[str, str] = {}
+    for path, _ in sound:
+        bad.update(screen_wav_scp(Path(path), fs, wanted))
+    if not bad:
+        return None
+    if action == "error":
+        first = next(iter(bad))
+        raise EarlyExitConfigError(f"{len(bad)} utterance(s) cannot be decoded, e.g. {first}: {bad[first]} "
+                                   "(--bad_audio skip decodes the others)")
+    keys = wanted if wanted is not None else [k for k, _ in read_scp(Path(sound[0][0]))]
+    decodable = [k for k in keys if k not in bad]
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "keys.decodable").write_text("".join(f"{k} {k}\n" for k in decodable))
+    args.key_file = kwargs["key_file"] = str(out / "keys.decodable")
+    return {"bad": bad, "decodable": decodable}
+
+
+def _write_bad(args, bad: Dict[str, str], all_exits: bool, policy, layers: Optional[List[int]]) -> None:
+    """Empty results for the utterances that could not be decoded, in each output layout."""
+    out = Path(args.output_dir)
+    if layers is None:
+        layers = _exits_of(args.asr_train_config)
+    if all_exits:
+        for k in layers:
+            append_empty_results(out / f"exit{k}", bad, args.nbest, {"confidence": "- - -"})
+    elif policy is not None:
+        append_empty_results(out, bad, args.nbest, {"exit": f"{layers[0]} -"})
+    else:
+        append_empty_results(out, bad, args.nbest)
+
+
+def _exits_of(train_config: str) -> List[int]:
+    from espnet_eexit.bin.show_exits import exits_of_config
+
+    return exits_of_config(yaml.safe_load(Path(train_config).read_text()))[0]
+
+
 def _inference(cmd: Optional[List[str]]) -> None:
     print(" ".join(sys.argv if cmd is None else ["asr_inference.py"] + cmd), file=sys.stderr)
     args = get_parser().parse_args(cmd)
@@ -195,6 +257,7 @@ def _inference(cmd: Optional[List[str]]) -> None:
     budget_ms = kwargs.pop("exit_budget_ms")
     all_exits = kwargs.pop("all_exits")
     ctc_greedy = kwargs.pop("ctc_greedy")
+    bad_audio_action = kwargs.pop("bad_audio")
 
     policy = None
     if policy_name is not None:
@@ -208,6 +271,10 @@ def _inference(cmd: Optional[List[str]]) -> None:
     if all_exits and exit_layer is not None:
         raise EarlyExitConfigError("--all_exits decodes every exit: it takes no --exit_layer")
 
+    bad = _screen_audio(args, kwargs, bad_audio_action)
+    if bad is not None and not bad["decodable"]:
+        _write_bad(args, bad["bad"], all_exits, policy, layers=None)
+        return
     if policy is None and not all_exits:
         built = []
 
@@ -244,6 +311,9 @@ def _inference(cmd: Optional[List[str]]) -> None:
                 "--exit_policy/--all_exits need a model trained with model: eexit"
             )
         _own_loop(args, speech2text)
+    if bad is not None:
+        layers = speech2text.asr_model.exit_layers if speech2text is not None and speech2text.exit_layer else None
+        _write_bad(args, bad["bad"], all_exits, policy, layers)
     if speech2text is not None and speech2text.exit_layer is not None and not all_exits:
         summary = speech2text.exit_summary()
         Path(args.output_dir, "exit_info").write_text(summary)

@@ -611,14 +611,19 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
         _logdir=${logdir}
         _merge_nj=${nj}
     }
-    merge_files() {  # <dest_dir> <path under output.N> <files...>
-        local dest=$1 sub=$2 f n
+    merge_files() {  # <dest_dir> <path under output.N> <files...> (files no job wrote are skipped)
+        local dest=$1 sub=$2 f n parts
         shift 2
         mkdir -p "${dest}"
         for f in "$@"; do
-            [ -f "${_logdir}/output.1/${sub}/${f}" ] || continue
-            for n in $(seq "${_merge_nj}"); do cat "${_logdir}/output.${n}/${sub}/${f}"; done \
-                | LC_ALL=C sort -k1,1 > "${dest}/${f}"
+            parts=
+            for n in $(seq "${_merge_nj}"); do
+                [ -f "${_logdir}/output.${n}/${sub}/${f}" ] && parts+=" ${_logdir}/output.${n}/${sub}/${f}"
+            done
+            rm -f "${dest}/${f}"
+            [ -n "${parts}" ] || continue
+            # shellcheck disable=SC2086
+            cat ${parts} | LC_ALL=C sort -k1,1 > "${dest}/${f}"
         done
     }
     for dset in ${test_sets}; do
@@ -629,15 +634,18 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
         for k in ${exit_layers}; do
             _dir=${asr_exp}/${inference_tag}/${dset}/exit${k}
             merge_files "${_dir}" "exit${k}/1best_recog" token token_int score text
-            merge_files "${_dir}" "exit${k}" confidence
+            merge_files "${_dir}" "exit${k}" confidence bad_audio
             log "  ${dset} exit ${k}: $(wc -l < "${_dir}/text") utterances"
+            if [ -f "${_dir}/bad_audio" ]; then
+                log "  WARNING: $(wc -l < "${_dir}/bad_audio") utterances could not be decoded (empty results): ${_dir}/bad_audio"
+            fi
         done
         # Dynamic exits for real: the encoder stops at each utterance's exit (depth counted by hooks).
         for spec in ${exit_policies}; do
             _dir=${asr_exp}/${inference_tag}/${dset}/policy_${spec/:/_}
             decode_run "${_dir}" "${_data}" --exit_policy "${spec%%:*}" --exit_threshold "${spec#*:}"
             merge_files "${_dir}" 1best_recog token token_int score text
-            merge_files "${_dir}" . exit
+            merge_files "${_dir}" . exit bad_audio
             ${python} -m espnet_eexit.exit_info "${_dir}/exit_info" \
                 $(for n in $(seq "${_merge_nj}"); do echo "${_logdir}/output.${n}/exit_info"; done)
             log "  ${dset} ${spec}: $(grep -E '^(mean_exit_layer|relative_depth)' "${_dir}/exit_info" | tr '\n' ' ')"

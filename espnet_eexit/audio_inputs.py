@@ -1,0 +1,90 @@
+"""Check a decoding list's audio before decoding it, so one bad file costs one line, not the run.
+
+ESPnet's loader opens each file when its batch comes: a missing, empty or non-audio file raises
+``LibsndfileError`` (or an STFT shape error) deep in the loader, naming neither utterance nor
+file, and the utterances after it are never decoded. A file at another sample rate is decoded as
+if it were at the model's, into garbage, without a word. :func:`screen_wav_scp` reads each file's
+header once (cheap) and reports, per utterance, why it cannot be decoded; ``asr_inference``
+decodes the others and writes an empty result for these, as ESPnet does for too-short input.
+"""
+import logging
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from espnet_eexit.errors import EarlyExitConfigError
+
+
+def read_scp(path: Path) -> List[Tuple[str, str]]:
+    """``(key, value)`` pairs of a Kaldi scp file, in file order."""
+    pairs = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key:
+            pairs.append((key, value.strip()))
+    return pairs
+
+
+def screen_wav_scp(wav_scp: Path, fs: int, keys: Optional[Iterable[str]] = None) -> Dict[str, str]:
+    """``{utt: reason}`` for the files of ``wav_scp`` that cannot be decoded.
+
+    Only plain file paths are checked (a ``cmd |`` pipe or an ``ark:offset`` is read by ESPnet
+    as it comes). Raises :class:`EarlyExitConfigError` for audio at another sample rate than the
+    model's ``fs``: decoding it would give garbage, and resampling is the user's call.
+    """
+    import soundfile
+
+    wanted = None if keys is None else set(keys)
+    bad: Dict[str, str] = {}
+    for key, value in read_scp(wav_scp):
+        if wanted is not None and key not in wanted:
+            continue
+        if value.endswith("|") or (":" in value and not Path(value).exists()):
+            continue
+        path = Path(value)
+        if not path.is_file():
+            bad[key] = f"{value}: no such file"
+            continue
+        try:
+            info = soundfile.info(str(path))
+        except (RuntimeError, soundfile.LibsndfileError):
+            size = path.stat().st_size
+            bad[key] = f"{value}: {'empty file (0 bytes)' if size == 0 else 'not an audio file soundfile can read'}"
+            continue
+        if info.frames == 0:
+            bad[key] = f"{value}: no samples (a header only)"
+        elif info.samplerate != fs:
+            raise EarlyExitConfigError(
+                f"{wav_scp}: utterance {key} ({value}) is {info.samplerate} Hz but the model was "
+                f"trained on {fs} Hz audio: resample it first (e.g. sox in.wav -r {fs} out.wav)"
+            )
+    for key, reason in bad.items():
+        logging.warning(f"utterance {key} cannot be decoded ({reason}): writing an empty result")
+    return bad
+
+
+def model_sample_rate(train_config: dict) -> int:
+    """The sampling rate a model was trained on: its config's ``frontend_conf.fs`` (asr.sh passes
+    ``--frontend_conf fs=16k`` to every model, raw-waveform backbones too), default 16 kHz."""
+    import humanfriendly
+
+    fs = (train_config.get("frontend_conf") or {}).get("fs", 16000)
+    return int(humanfriendly.parse_size(fs)) if isinstance(fs, str) else int(fs)
+
+
+def append_empty_results(out_dir: Path, bad: Dict[str, str], nbest: int,
+                         extra: Optional[Dict[str, str]] = None) -> None:
+    """Add ESPnet's too-short result (text ' ', token ``<space>``) of every bad utterance to
+    ``out_dir/<n>best_recog/*`` and each ``extra`` file (``{name: value}``), plus ``bad_audio``
+    (``utt reason``), so every utterance of the list has a line and the failures are on record."""
+    def append(path: Path, lines: List[str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.writelines(lines)
+
+    for n in range(1, nbest + 1):
+        best = out_dir / f"{n}best_recog"
+        for name, value in (("token", "<space>"), ("token_int", "2"), ("score", "0.0"), ("text", " ")):
+            append(best / name, [f"{key} {value}\n" for key in bad])
+    for name, value in (extra or {}).items():
+        append(out_dir / name, [f"{key} {value}\n" for key in bad])
+    append(out_dir / "bad_audio", [f"{key} {reason}\n" for key, reason in bad.items()])
