@@ -24,6 +24,26 @@ from espnet_eexit.datadir import read_kaldi_text
 from espnet_eexit.scoring import build_cleaner, find_sclite, run_sclite, write_trn
 
 
+def warn_unwritable_references(refs, cleaner, token_type: str, token_list: Path,
+                               tokenizer_model: Optional[str], source: Path) -> int:
+    """Warn (stderr) about references with units outside the model's token list: they become
+    ``<unk>`` in training and can never be decoded right, so their errors are not the model's.
+    Returns how many references have such units."""
+    tokenizer = build_tokenizer(token_type, bpemodel=tokenizer_model)
+    units = set(line.strip() for line in token_list.read_text(encoding="utf-8").splitlines())
+    examples = {}
+    for key, text in refs.items():
+        outside = [u for u in tokenizer.text2tokens(cleaner(text)) if u not in units]
+        if outside:
+            examples[key] = outside
+    if examples:
+        key = next(iter(examples))
+        print(f"prepare_scoring: WARNING: {len(examples)} of {len(refs)} references in {source} have "
+              f"units outside {token_list} (the model cannot write them), e.g. {key}: "
+              f"{' '.join(sorted(set(examples[key])))}", file=sys.stderr)
+    return len(examples)
+
+
 def main(cmd: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("decode_dirs", type=Path, nargs="+", help="directories holding a 'text' file")
@@ -34,6 +54,12 @@ def main(cmd: Optional[list] = None) -> None:
     parser.add_argument("--bpemodel", default=None, help="also write score_ter with this BPE model")
     parser.add_argument("--sclite", default=None,
                         help="also run sclite into result.txt: its path, or 'auto' to find it")
+    parser.add_argument("--token_type", default=None,
+                        help="with --token_list: warn about references the model cannot write "
+                        "(units outside its token list), tokenised as in training")
+    parser.add_argument("--token_list", type=Path, default=None, help="the model's token list")
+    parser.add_argument("--tokenizer_model", default=None,
+                        help="BPE model or Hugging Face tokenizer of --token_type bpe/hugging_face")
     args = parser.parse_args(cmd)
 
     for f in [args.data_dir / "text", args.data_dir / "utt2spk"] + [d / "text" for d in args.decode_dirs]:
@@ -53,11 +79,25 @@ def main(cmd: Optional[list] = None) -> None:
     utt2spk = {k: v.strip() for k, v in utt2spk.items()}
 
     cleaner, hyp_cleaner = build_cleaner(args.cleaner), build_cleaner(args.hyp_cleaner)
+    if args.token_list is not None and args.token_type is not None:
+        warn_unwritable_references(refs, cleaner, args.token_type, args.token_list, args.tokenizer_model,
+                                   args.data_dir / "text")
+    decoded = set().union(*(read_kaldi_text(d / "text") for d in args.decode_dirs))
+    unscored = sorted(decoded - set(keys))
+    if unscored:
+        print(f"prepare_scoring: WARNING: {len(unscored)} decoded utterances have no reference in "
+              f"{args.data_dir / 'text'} and are not scored, e.g. {unscored[0]}", file=sys.stderr)
+    print(f"prepare_scoring: scoring {len(keys)} utterances of {args.data_dir} in "
+          f"{len(args.decode_dirs)} decoding directories", file=sys.stderr)
     tokenizers = {"cer": build_tokenizer("char"), "wer": build_tokenizer("word")}
     if args.bpemodel:
         tokenizers["ter"] = build_tokenizer("bpe", bpemodel=args.bpemodel)
     for decode_dir in args.decode_dirs:
         hyps = read_kaldi_text(decode_dir / "text")
+        absent = [k for k in keys if k not in hyps]
+        if absent:
+            print(f"prepare_scoring: WARNING: {decode_dir / 'text'} lacks {len(absent)} of the "
+                  f"{len(keys)} references (scored as deleted), e.g. {absent[0]}", file=sys.stderr)
         for metric, tokenizer in tokenizers.items():
             out = decode_dir / f"score_{metric}"
             out.mkdir(parents=True, exist_ok=True)

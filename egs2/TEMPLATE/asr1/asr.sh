@@ -661,8 +661,9 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
         exit_layers=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
     fi
     log "Stage 13: Scoring exits ${exit_layers} with sclite"
-    _opts="--cleaner ${cleaner} --hyp_cleaner ${hyp_cleaner}"
+    _opts="--cleaner ${cleaner} --hyp_cleaner ${hyp_cleaner} --token_type ${token_type} --token_list ${token_list}"
     [ "${token_type}" = bpe ] && _opts+=" --bpemodel ${bpemodel}"
+    [ "${token_type}" != char ] && _opts+=" --tokenizer_model ${bpemodel}"
     for dset in ${test_sets}; do
         dirs=
         for k in ${exit_layers}; do
