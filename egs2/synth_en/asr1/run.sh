@@ -2,7 +2,7 @@
 # synth_en: early-exit ASR on an offline multi-speaker synthetic English corpus (see README.md).
 #
 #   ./run.sh                                    # default corpus (~5 h), stages 1-13: early-exit Whisper
-#                                               # tiny.en fine-tuned, 2 epochs, dev + test decoded
+#                                               # tiny.en fine-tuned, 1 epoch, dev + test decoded
 #   ./run.sh --test_sets test                   # what `make demo` runs
 #   ./run.sh --corpus_size tiny                 # ~200 utterances (CI smoke test)
 #   ./run.sh --stage 10                         # collect stats, train (resumes exp/), decode, score
@@ -43,8 +43,8 @@ case ${backbone} in
         backbone_args=(--token_type char --asr_config conf/train_asr_eexit_conformer.yaml
                        --inference_config conf/decode_ctc_greedy.yaml
                        --exit_policies "entropy:0.3 nbest_posterior:0.9") ;;
-    whisper)    # Whisper tiny.en with an exit after each of its 4 layers and its own decoder shared
-        # by the exits: Whisper's tokens of the lower-cased text (hypotheses upper-cased for
+    whisper)    # Whisper tiny.en with an exit after each of its 4 layers, each with its own copy of
+        # Whisper's pretrained decoder: Whisper's tokens of the lower-cased text (hypotheses upper-cased for
         # scoring), raw waveforms in (no global MVN); no CTC head, so no confidence policies yet.
         backbone_args=(--token_type hugging_face
                        --hugging_face_model_name_or_path ../../../tools/pretrained/whisper-tiny.en/tokenizer_lowercase
