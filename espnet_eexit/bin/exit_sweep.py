@@ -141,6 +141,19 @@ def write_tsv(path: Path, rows: Sequence[SweepPoint]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def read_tsv(path: Path) -> List[SweepPoint]:
+    """The rows :func:`write_tsv` wrote."""
+    lines = path.read_text().splitlines()
+    if not lines or lines[0].split("\t") != list(SweepPoint._fields):
+        raise ValueError(f"{path}: not an exit_sweep.tsv (header {lines[:1]})")
+    rows = []
+    for line in lines[1:]:
+        policy, threshold, depth, mean_exit, wer, errors, words = line.split("\t")
+        rows.append(SweepPoint(policy, float(threshold), float(depth), float(mean_exit), float(wer),
+                               int(errors), int(words)))
+    return rows
+
+
 def plot(path: Path, rows: Sequence[SweepPoint], title: str) -> None:
     import matplotlib
 
@@ -237,6 +250,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
         plot(decode_dir / "exit_sweep.png", rows, f"{args.title}: {decode_dir.name}")
         tables[decode_dir.name] = operating_points(rows, args.wer_margin)
         print(f"{decode_dir}/exit_sweep.tsv: {len(rows)} points; exit_sweep.png", file=sys.stderr)
+    # Test sets swept by an earlier run of the same decoding keep their rows in the table.
+    for decode_dir in args.decode_dirs:
+        for earlier in sorted(decode_dir.parent.glob("*/exit_sweep.tsv")):
+            if earlier.parent.name not in tables:
+                tables[earlier.parent.name] = operating_points(read_tsv(earlier), args.wer_margin)
+    tables = dict(sorted(tables.items()))
     body = markdown(tables, args.wer_margin, args.title)
     if args.output_md:
         args.output_md.write_text(body)

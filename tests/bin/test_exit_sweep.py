@@ -105,3 +105,21 @@ def test_sweep_scores_fixed_exits_exactly_as_stage_13(tmp_path):
     fixed = {int(float(r["threshold"])): float(r["wer"])
              for r in (dict(zip(header, line.split("\t"))) for line in rows[1:]) if r["policy"] == "fixed"}
     assert fixed == {k: pytest.approx(v, abs=0.05) for k, v in stage13.items()}
+
+
+def test_sweeping_another_test_set_keeps_the_earlier_sets_rows(decoded, tmp_path):
+    import shutil
+
+    data, dec = decoded
+    dev = dec.parent / "dev"
+    shutil.copytree(dec, dev)
+    (dev / "exit6" / "text").write_text("".join(f"{u} {t}\n" for u, t in REFS.items()))  # dev: exit 6 perfect
+    md = tmp_path / "RESULTS.md"
+    exit_sweep.main([str(dec), "--data_dir", str(data), "--num_layers", "6", "--update_md", str(md)])
+    exit_sweep.main([str(dev), "--data_dir", str(data), "--num_layers", "6", "--update_md", str(md)])
+    text = md.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| dev |") or line.startswith("| test |")]
+    assert {r.split(" | ")[0] for r in rows} == {"| dev", "| test"}
+    assert all(r.endswith("| 6.2 |") for r in rows if r.startswith("| test |"))  # test's last exit
+    assert all(r.endswith("| 0.0 |") for r in rows if r.startswith("| dev |"))
+    assert text.count("### exit policy sweep") == 1
