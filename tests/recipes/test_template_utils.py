@@ -187,3 +187,20 @@ def test_training_time_adds_up_the_runs_of_a_resumed_training(tmp_path):
     (exp / "train.log").unlink()
     missing = sh(script, exp)
     assert missing.returncode != 0 and "train.log not found" in missing.stderr
+
+
+def test_setup_sh_makes_a_recipe_outside_the_repository_whose_path_sh_finds_the_venv(tmp_path):
+    """`cp -r` of a recipe breaks its relative links; setup.sh links absolutely outside egs2/,
+    and path.sh (a link) resolves the repository from its own target, not from the recipe."""
+    out = sh(TEMPLATE / "setup.sh", tmp_path / "my_corpus" / "asr1")
+    assert out.returncode == 0, out.stderr
+    recipe = tmp_path / "my_corpus" / "asr1"
+    for name in ("asr.sh", "path.sh", "scripts", "pyscripts", "utils"):
+        assert (recipe / name).is_symlink() and (recipe / name).resolve() == TEMPLATE / name
+    assert (recipe / "cmd.sh").is_file() and (recipe / "conf").is_dir() and (recipe / "local").is_dir()
+    env = sh("bash", "-c", ". ./path.sh && echo ${MAIN_ROOT} && command -v python", cwd=recipe)
+    assert env.returncode == 0, env.stderr
+    root, python = env.stdout.split()
+    assert Path(root) == TEMPLATE.parents[2] and Path(python).parent == TEMPLATE.parents[2] / "tools" / "venv" / "bin"
+    again = sh(TEMPLATE / "setup.sh", recipe)
+    assert again.returncode == 1 and "already exists" in again.stderr

@@ -1,5 +1,7 @@
 # Environment for recipes (each recipe links this file): the project venv (tools/install.sh) and sclite.
-MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+# Resolve the link first: a recipe's path.sh links egs2/TEMPLATE/asr1/path.sh, whose repository
+# root is three levels up wherever the recipe itself lives.
+MAIN_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../.." && pwd)
 if [ -f "${MAIN_ROOT}/tools/activate_python.sh" ]; then
     . "${MAIN_ROOT}/tools/activate_python.sh"
 else
