@@ -7,6 +7,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def require_tools(*tools: str) -> None:
+    """Fail (never skip) when a tool the end-to-end tests need is missing: a skip in CI would hide a
+    broken install."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    assert not missing, f"{', '.join(missing)} not found: run tools/install.sh (it installs them)"
+
+
 def copy_recipe(root: Path, name: str) -> Path:
     """A copy of ``egs2/<name>/asr1`` in ``root`` with the repository's tools/, conf/ and TEMPLATE
     linked in (call it again with the same root for recipes that link each other)."""

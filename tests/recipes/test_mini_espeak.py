@@ -5,22 +5,21 @@ Runs the real recipe (``egs2/mini_espeak/asr1/run.sh`` -> ``egs2/TEMPLATE/asr1/a
 corpus with one epoch, in a temporary copy, then checks what it wrote and that decoding from different exits really computes
 different depths.
 """
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from recipe_helpers import REPO, copy_recipe, results_rows, run
+from recipe_helpers import REPO, copy_recipe, require_tools, results_rows, run
 
 EXP = "exp/asr_eexit_conformer_mini"
 DECODE = f"{EXP}/decode_ctc_asr_model_valid.loss.ave"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None or shutil.which("sox") is None,
-    reason="needs espeak-ng and sox (tools/install.sh installs them)",
-)
+
+@pytest.fixture(autouse=True, scope="module")
+def tts_engine():
+    require_tools("espeak-ng", "sox")
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,13 @@
 import argparse
 import importlib.util
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from recipe_helpers import require_tools
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "egs2" / "synth_en" / "asr1" / "local"
@@ -25,8 +26,7 @@ def load(name):
 
 @pytest.fixture(scope="module")
 def text_dir(tmp_path_factory):
-    if not JANEAUSTENR:
-        pytest.skip("r-cran-janeaustenr not unpacked (tools/install.sh does it)")
+    assert JANEAUSTENR, "r-cran-janeaustenr not unpacked: run tools/install.sh (it does)"
     out = tmp_path_factory.mktemp("text")
     subprocess.run([sys.executable, LOCAL / "prepare_text.py", "--janeaustenr_dir", JANEAUSTENR[0], out],
                    check=True, capture_output=True)
@@ -91,9 +91,8 @@ def test_lm_text_holds_every_training_sentence_and_no_dev_or_test_text(text_dir,
     assert len(lm_text) > 4 * corpus.SIZES["default"][0]
 
 
-@pytest.mark.skipif(any(shutil.which(t) is None for t in ("flite", "text2wave", "espeak-ng", "sox")),
-                    reason="TTS engines not installed (tools/install.sh installs them)")
 def test_every_engine_speaks_16k_audio(tmp_path):
+    require_tools("flite", "text2wave", "espeak-ng", "sox")
     corpus = load("make_corpus")
     rows = [("train", f"u{i}", "s", engine, voice, 1.0, 0.5, effect, "IT IS A TRUTH UNIVERSALLY ACKNOWLEDGED")
             for i, (engine, voice, effect) in enumerate([

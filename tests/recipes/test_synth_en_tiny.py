@@ -4,17 +4,17 @@ scored -> RESULTS.md with one numeric row per exit and the WER plot, for both ba
 12-layer early-exit Conformer from scratch (then the LM stages 6-8 and every exit decoded again
 with shallow fusion), and early-exit Whisper tiny.en fine-tuned with its own decoder."""
 import math
-import shutil
 import subprocess
 
 import pytest
 
-from recipe_helpers import copy_recipe, results_rows, run
+from recipe_helpers import copy_recipe, require_tools, results_rows, run
 
-pytestmark = pytest.mark.skipif(
-    any(shutil.which(t) is None for t in ("flite", "text2wave", "espeak-ng", "sox")),
-    reason="TTS engines not installed (tools/install.sh installs them)",
-)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tts_engines():
+    require_tools("flite", "text2wave", "espeak-ng", "sox")
 
 
 @pytest.fixture(scope="module")
