@@ -106,6 +106,26 @@ def test_last_exit_of_a_multi_exit_encoder_equals_espnet_encoder():
         assert torch.equal(ours(x, ilens)[0], ref(x, ilens)[0])
 
 
+@pytest.mark.parametrize("name", ["conformer", "transformer", "e_branchformer"])
+def test_intermediate_exits_equal_espnets_own_intermediate_outputs(name):
+    """ESPnet's InterCTC path returns the hidden state after the chosen layers, normalised by the
+    final norm: on the same weights, our exits with exit_norm shared are exactly those."""
+    ours = make(name, exit_layers=[2, 4, 6], exit_norm="shared")
+    _, espnet_cls, extra = BACKBONES[name]
+    ref = espnet_cls(IN_DIM, **COMMON, **extra, interctc_layer_idx=[2, 4]).eval()
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    x, ilens = features()
+    with torch.no_grad():
+        exits = ours.forward_exits(x, ilens)
+        h_ref, olens_ref, _ = ref(x, ilens)
+    assert isinstance(h_ref, tuple)  # (final, [(layer, intermediate), ...]) with interctc_layer_idx
+    final, intermediate = h_ref
+    assert [k for k, _ in intermediate] == [2, 4]
+    for out, (k, h) in zip(exits[:2], intermediate):
+        assert out.layer == k and torch.allclose(out.hidden, h, atol=1e-6)
+    assert torch.allclose(exits[2].hidden, final, atol=1e-6) and torch.equal(exits[2].lengths, olens_ref)
+
+
 def test_exit_norm_shared_uses_the_final_norm_everywhere():
     enc = make("conformer", exit_norm="shared")
     assert len(enc.exit_norms) == 0
