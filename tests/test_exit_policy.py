@@ -11,7 +11,6 @@ import yaml
 from conftest import SMALL_ENCODER, TOKENS
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_policy import (
-    EXIT_POLICIES,
     ExitPoint,
     build_exit_policy,
     ctc_prefix_beam_search,
@@ -100,10 +99,6 @@ def test_prefix_beam_search_equals_summing_every_alignment():
 def test_bad_policy_values_are_clear_errors(kwargs, message):
     with pytest.raises(EarlyExitConfigError, match=message):
         build_exit_policy(**kwargs).bind([2, 4, 6], 6)
-
-
-def test_every_policy_is_registered_by_name():
-    assert sorted(EXIT_POLICIES) == ["budget", "entropy", "fixed", "max_posterior", "nbest_posterior"]
 
 
 def _point(layer, next_layer, log_probs, elapsed_s=0.0):

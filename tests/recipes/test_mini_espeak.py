@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from espnet_eexit.scoring import read_sclite
 from recipe_helpers import REPO, copy_recipe, require_tools, results_rows, run
 
 EXP = "exp/asr_eexit_conformer_mini"
@@ -109,7 +110,12 @@ def test_speech2text_from_two_exits_computes_two_depths(trained_recipe, monkeypa
 def test_results_table_has_a_numeric_row_per_exit_and_a_plot(trained_recipe):
     md = (trained_recipe / "RESULTS.md").read_text()
     results_rows(md, {2: "0.33", 4: "0.67", 6: "1.00"}, 4)
-    assert "| entropy threshold=1 |" in md and "| 0.333 |" in md  # measured policy depth
+    # the policy table: entropy <= 1 stops everything at exit 2 of 6 (depth 2/6, counted by hooks),
+    # max_posterior >= 1 nothing before exit 6
+    rows = {r.split(" | ")[0][2:]: [c.strip() for c in r.strip("|").split("|")[1:]]
+            for r in md.splitlines() if r.startswith("| entropy threshold=") or r.startswith("| max_posterior threshold=")}
+    assert rows["entropy threshold=1"][2::3] == ["0.333", "0.333"]  # dev and test depth
+    assert rows["max_posterior threshold=1"][2::3] == ["1.000", "1.000"]
     assert "Cheapest threshold whose WER is within +0.5" in md  # the sweep's table
     for dset in ("dev", "test"):
         sweep = (trained_recipe / DECODE / dset / "exit_sweep.tsv").read_text().splitlines()
@@ -169,3 +175,49 @@ def test_unknown_option_and_missing_inputs_fail_clearly(tmp_path):
     proc = run(recipe, "--exit_policies", "entropy:0.2 entropy:1.5", check=False)
     assert proc.returncode == 2 and "Stage 1" not in proc.stdout
     assert "--exit_threshold 1.5: out of range for policy 'entropy'" in proc.stderr
+
+
+def _train_wer(recipe, exp, decode):
+    """{exit: WER} of the decoding of the training set (the plausibility check: a model is no
+    worse at its last exit than at its first on what it was trained on)."""
+    wer = {}
+    for result in sorted((recipe / exp / decode / "train").glob("exit*/score_wer/result.txt")):
+        wer[int(result.parent.parent.name[len("exit"):])] = read_sclite(result).error_rate
+    return wer
+
+
+def test_aed_with_a_decoder_per_exit_runs_stages_10_to_13(trained_recipe):
+    """The paper's AED variant (per-exit decoders, kept by valid accuracy) through decoding and
+    scoring: it used to stop at stage 12 (asr.sh looked for valid.loss.ave.pth)."""
+    exp, decode = "exp/asr_eexit_conformer_mini_aed", "decode_aed_asr_model_valid.acc.ave"
+    run(trained_recipe, "--stage", "10", "--asr_config", "conf/tuning/train_asr_eexit_conformer_mini_aed.yaml",
+        "--asr_tag", "eexit_conformer_mini_aed", "--inference_config", "conf/decode_aed.yaml",
+        "--asr_args", "--max_epoch 3 --batch_size 8", "--inference_args", "--beam_size 2",
+        "--test_sets", "train", "--exit_policies", "", "--exit_sweep", "false")
+    assert (trained_recipe / exp / "valid.acc.ave.pth").exists()
+    log = (trained_recipe / exp / "train.log").read_text()
+    assert all(f"acc_exit{k}" in log for k in (2, 4, 6))
+    wer = _train_wer(trained_recipe, exp, decode)
+    assert sorted(wer) == [2, 4, 6] and wer[6] <= wer[2], wer
+    assert f"### asr_eexit_conformer_mini_aed: {decode}" in (trained_recipe / "RESULTS.md").read_text()
+
+
+def test_pretrained_wav2vec2_backbone_runs_stages_10_to_13(trained_recipe, tmp_path):
+    """eexit_hf_wav2vec2 (a tiny random wav2vec2 saved as a local checkpoint) through decoding
+    and scoring: show_exits used to raise KeyError at stage 12 for it."""
+    from transformers import AutoModel, Wav2Vec2Config
+
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(32, 32), conv_kernel=(10, 3), conv_stride=(5, 2),
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(tmp_path / "w2v")
+    exp, decode = "exp/asr_eexit_wav2vec2_mini", "decode_ctc_asr_model_valid.loss.ave"
+    run(trained_recipe, "--stage", "10", "--feats_normalize", "none",
+        "--asr_config", "conf/tuning/train_asr_eexit_hf_wav2vec2_mini.yaml", "--asr_tag", "eexit_wav2vec2_mini",
+        "--asr_args", f"--encoder_conf hf_model={tmp_path / 'w2v'} --max_epoch 3",
+        "--test_sets", "train", "--exit_policies", "entropy:0.5", "--exit_sweep", "false")
+    wer = _train_wer(trained_recipe, exp, decode)
+    assert sorted(wer) == [2, 4] and wer[4] <= wer[2], wer
+    info = (trained_recipe / exp / decode / "train" / "policy_entropy_0.5" / "exit_info").read_text()
+    assert "utterances 40" in info
