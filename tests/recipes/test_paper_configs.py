@@ -164,9 +164,11 @@ def test_pretrained_backbone_config_fine_tunes_with_exits(name, tmp_path):
     assert all(model.ctc_for_exit(k).ctc_lo.weight.grad is not None for k in model.exit_layers)
 
 
-@pytest.mark.parametrize("config, exits", [("conf/train_asr_eexit_whisper.yaml", [1, 2, 3, 4]),
-                                            ("conf/tuning/train_asr_whisper_single_exit_l4.yaml", [4])])
-def test_synth_en_whisper_config_fine_tunes_tiny_en_with_a_shared_decoder(config, exits, monkeypatch):
+@pytest.mark.parametrize("config, exits, per_exit", [
+    ("conf/train_asr_eexit_whisper.yaml", [1, 2, 3, 4], True),
+    ("conf/tuning/train_asr_eexit_whisper_specaug.yaml", [1, 2, 3, 4], True),
+    ("conf/tuning/train_asr_whisper_single_exit_l4.yaml", [4], False)])
+def test_synth_en_whisper_configs_fine_tune_tiny_en(config, exits, per_exit, monkeypatch):
     """synth_en's Whisper configs as asr_train reads them in the recipe directory (their
     whisper_model paths are relative to it), on the tiny.en that tools/install.sh converts."""
     monkeypatch.chdir(SYNTH_EN_CONF.parent)
@@ -176,7 +178,13 @@ def test_synth_en_whisper_config_fine_tunes_tiny_en_with_a_shared_decoder(config
     args.token_list = tokens.read_text(encoding="utf-8").splitlines()
     model = EarlyExitASRTask.build_model(args)
     assert model.exit_layers == exits and model.ctc is None
-    assert all(model.decoder_for_exit(k) is model.decoder for k in model.exit_layers)
+    decoders = [model.decoder_for_exit(k) for k in model.exit_layers]
+    if per_exit:  # each exit its own copy of the pretrained decoder
+        assert len({id(d) for d in decoders}) == len(exits)
+        assert all(torch.equal(d.whisper.embed_tokens.weight, decoders[-1].whisper.embed_tokens.weight)
+                   for d in decoders)
+    else:
+        assert all(d is model.decoder for d in decoders)
     assert args.token_list[model.sos] == "<|notimestamps|>" and args.token_list[model.eos] == "<|endoftext|>"
     speech, lengths, _, _ = tiny_batch()
     text = torch.tensor([[340, 338, 257, 3872], [340, 318, 257, -1]])  # " it's a truth", " it is a"
