@@ -8,8 +8,9 @@ at once if it already is, else right after ESPnet's own import of it finishes.
 """
 import contextlib
 import importlib
-import importlib.abc
 import sys
+
+from espnet_eexit import import_hooks
 
 ASR_TASK_MODULE = "espnet2.tasks.asr"
 # name in ESPnet configs -> "module:Class" (imported only when needed)
@@ -54,34 +55,11 @@ def register() -> None:
     asr_task.model_choices.classes.update(models)
 
 
-class _RegisterOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds ``espnet2.tasks.asr`` with the other finders, then registers once it has executed."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != ASR_TASK_MODULE:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                self._loader = spec.loader
-                spec.loader = self
-                return spec
-        return None
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        self._loader.exec_module(module)
-        sys.meta_path.remove(self)
-        register()
-
-
 def register_on_import() -> None:
     """Register now if ESPnet's ASR task is loaded, else as soon as it is."""
-    if ASR_TASK_MODULE in sys.modules:
+    def execute_then_register(execute) -> None:
+        execute()
         register()
-    elif not any(isinstance(f, _RegisterOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _RegisterOnImport())
+
+    if not import_hooks.install(ASR_TASK_MODULE, execute_then_register):
+        register()
