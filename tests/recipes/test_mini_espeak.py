@@ -241,6 +241,12 @@ def test_pretrained_wav2vec2_backbone_runs_stages_10_to_13(trained_recipe, tmp_p
         "--test_sets", "train", "--exit_policies", "entropy:0.5", "--exit_sweep", "false")
     wer = _train_wer(trained_recipe, exp, decode)
     assert sorted(wer) == [2, 4], wer  # every exit decoded and scored
+    # its statistics (of raw samples) went to a directory of their own: the filterbank model's
+    # global MVN statistics, which its config reads, are still 40-dimensional
+    import numpy as np
+
+    assert (trained_recipe / "exp" / "asr_stats_raw_char_waveform" / "train" / "speech_shape").is_file()
+    assert np.load(trained_recipe / "exp" / "asr_stats_raw_char" / "train" / "feats_stats.npz")["sum"].shape == (40,)
     _check_it_learned(trained_recipe, exp, ["loss_ctc_exit2", "loss_ctc_exit4"])
     info = (trained_recipe / exp / decode / "train" / "policy_entropy_0.5" / "exit_info").read_text()
     assert "utterances 40" in info

@@ -61,6 +61,7 @@ hugging_face_model_name_or_path=  # token_type hugging_face: the tokenizer's dir
 # ASR model related
 asr_tag=             # Suffix of the experiment dir (default: from the config name).
 asr_exp=             # Experiment dir (default: ${expdir}/asr_${asr_tag}).
+asr_stats_dir=       # Collect-stats dir (default: ${expdir}/asr_stats_raw_<token_type>[_waveform]).
 asr_config=          # Training config.
 asr_args=            # Extra arguments for asr_train.
 feats_normalize=global_mvn  # global_mvn uses the collected stats; else the config decides.
@@ -129,6 +130,7 @@ Options:
     # ASR model related
     --asr_tag            # Suffix of the experiment dir (default="${asr_tag}").
     --asr_exp            # Experiment dir (default=${expdir}/asr_<asr_tag>).
+    --asr_stats_dir      # Collect-stats dir (default=${expdir}/asr_stats_raw_<token_type>[_waveform]).
     --asr_config         # Training config (default="${asr_config}").
     --asr_args           # Extra arguments for asr_train (default="${asr_args}").
     --feats_normalize    # global_mvn or the config's normalization (default="${feats_normalize}").
@@ -217,8 +219,15 @@ exp_tag() {  # <config>: ESPnet's default experiment tag, from the config's name
 }
 asr_tag=${asr_tag:-$(exp_tag "${asr_config}")}
 asr_exp=${asr_exp:-${expdir}/asr_${asr_tag}}
-asr_stats_dir="${expdir}/asr_stats_raw_${token_type}"
-[ "${token_type}" = bpe ] && asr_stats_dir+="${nbpe}"
+if [ -z "${asr_stats_dir}" ]; then
+    asr_stats_dir="${expdir}/asr_stats_raw_${token_type}"
+    [ "${token_type}" = bpe ] && asr_stats_dir+="${nbpe}"
+    # A raw-waveform model (input_size set, no front end) gets statistics of its own: shared with a
+    # filterbank model's, its collect-stats run would overwrite their feats_stats.npz.
+    if [ -n "${asr_config}" ] && grep -q "^input_size:" "${asr_config}"; then
+        asr_stats_dir+="_waveform"
+    fi
+fi
 lm_tag=${lm_tag:-$(exp_tag "${lm_config}")}
 lm_exp=${lm_exp:-${expdir}/lm_${lm_tag}}
 lm_stats_dir="${expdir}/lm_stats_${token_type}"
