@@ -9,19 +9,10 @@ decodes the others and writes an empty result for these, as ESPnet does for too-
 """
 import logging
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional
 
+from espnet_eexit.datadir import read_kaldi_text
 from espnet_eexit.errors import EarlyExitConfigError
-
-
-def read_scp(path: Path) -> List[Tuple[str, str]]:
-    """``(key, value)`` pairs of a Kaldi scp file, in file order."""
-    pairs = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        key, _, value = line.strip().partition(" ")
-        if key:
-            pairs.append((key, value.strip()))
-    return pairs
 
 
 def screen_wav_scp(wav_scp: Path, fs: int, keys: Optional[Iterable[str]] = None) -> Dict[str, str]:
@@ -35,7 +26,7 @@ def screen_wav_scp(wav_scp: Path, fs: int, keys: Optional[Iterable[str]] = None)
 
     wanted = None if keys is None else set(keys)
     bad: Dict[str, str] = {}
-    for key, value in read_scp(wav_scp):
+    for key, value in read_kaldi_text(wav_scp).items():
         if wanted is not None and key not in wanted:
             continue
         if value.endswith("|") or (":" in value and not Path(value).exists()):

@@ -48,6 +48,17 @@ def write_trn(path: Path, keys: Iterable[str], texts: Mapping[str, str],
     path.write_text("".join(lines), encoding="utf-8")
 
 
+def read_utt2spk(data_dir: Path, keys: Iterable[str]) -> Dict[str, str]:
+    """``data_dir/utt2spk`` as ``{utt: speaker}``; ValueError naming the file if it lacks a key."""
+    from espnet_eexit.datadir import read_kaldi_text
+
+    utt2spk = read_kaldi_text(Path(data_dir) / "utt2spk")
+    missing = [k for k in keys if k not in utt2spk]
+    if missing:
+        raise ValueError(f"{Path(data_dir) / 'utt2spk'} lacks {len(missing)} utterances, e.g. {missing[0]}")
+    return utt2spk
+
+
 def find_sclite() -> Optional[str]:
     """sclite on the PATH or where Debian's sctk puts it; None if absent."""
     return shutil.which("sclite") or next((p for p in _SCLITE_PLACES if Path(p).is_file()), None)

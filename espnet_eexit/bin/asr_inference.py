@@ -43,8 +43,10 @@ from espnet2.tasks.asr import ASRTask
 from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_none
 from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
-from espnet_eexit.audio_inputs import append_empty_results, model_sample_rate, read_scp, screen_wav_scp
+from espnet_eexit.audio_inputs import append_empty_results, model_sample_rate, screen_wav_scp
 from espnet_eexit.bin.cli import run_main
+from espnet_eexit.bin.show_exits import exits_of_config_file
+from espnet_eexit.datadir import read_kaldi_text
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_policy import EXIT_POLICIES, build_exit_policy
 from espnet_eexit.inference import EarlyExitSpeech2Text, empty_results
@@ -206,7 +208,7 @@ def _screen_audio(args, kwargs, action: str) -> Optional[dict]:
         return None
     train_config = yaml.safe_load(Path(args.asr_train_config).read_text()) or {}
     fs = model_sample_rate(train_config)
-    wanted = [k for k, _ in read_scp(Path(args.key_file))] if args.key_file else None
+    wanted = list(read_kaldi_text(Path(args.key_file))) if args.key_file else None
     bad: Dict[str, str] = {}
     for path, _ in sound:
         bad.update(screen_wav_scp(Path(path), fs, wanted))
@@ -216,7 +218,7 @@ def _screen_audio(args, kwargs, action: str) -> Optional[dict]:
         first = next(iter(bad))
         raise EarlyExitConfigError(f"{len(bad)} utterance(s) cannot be decoded, e.g. {first}: {bad[first]} "
                                    "(--bad_audio skip decodes the others)")
-    keys = wanted if wanted is not None else [k for k, _ in read_scp(Path(sound[0][0]))]
+    keys = wanted if wanted is not None else list(read_kaldi_text(Path(sound[0][0])))
     decodable = [k for k in keys if k not in bad]
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +231,7 @@ def _write_bad(args, bad: Dict[str, str], all_exits: bool, policy, layers: Optio
     """Empty results for the utterances that could not be decoded, in each output layout."""
     out = Path(args.output_dir)
     if layers is None:
-        layers = _exits_of(args.asr_train_config)
+        layers = exits_of_config_file(Path(args.asr_train_config))[0]
     if all_exits:
         for k in layers:
             append_empty_results(out / f"exit{k}", bad, args.nbest, {"confidence": "- - -"})
@@ -237,12 +239,6 @@ def _write_bad(args, bad: Dict[str, str], all_exits: bool, policy, layers: Optio
         append_empty_results(out, bad, args.nbest, {"exit": f"{layers[0]} -"})
     else:
         append_empty_results(out, bad, args.nbest)
-
-
-def _exits_of(train_config: str) -> List[int]:
-    from espnet_eexit.bin.show_exits import exits_of_config
-
-    return exits_of_config(yaml.safe_load(Path(train_config).read_text()))[0]
 
 
 def _inference(cmd: Optional[List[str]]) -> None:

@@ -33,9 +33,9 @@ def check_resumable(output_dir: Path) -> None:
         with zipfile.ZipFile(checkpoint):
             pass
     except (zipfile.BadZipFile, OSError) as e:
-        epochs = sorted(Path(output_dir).glob("*epoch.pth"), key=lambda p: int(p.name[: -len("epoch.pth")])
-                        if p.name[: -len("epoch.pth")].isdigit() else -1)
-        restart = f"; or start from the last complete epoch's weights with --init_param {epochs[-1]}" if epochs else ""
+        epochs = sorted((int(p.name[: -len("epoch.pth")]), p) for p in Path(output_dir).glob("*epoch.pth")
+                        if p.name[: -len("epoch.pth")].isdigit())
+        restart = f"; or start from the last complete epoch's weights with --init_param {epochs[-1][1]}" if epochs else ""
         raise EarlyExitConfigError(
             f"{checkpoint} cannot be resumed from: it is incomplete ({e}; a run killed while saving "
             f"it?). Move it away to train from the start{restart}"

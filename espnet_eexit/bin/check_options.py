@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import yaml
-
 from espnet_eexit.errors import EarlyExitConfigError
 
 
@@ -34,9 +32,9 @@ def check_policy_specs(specs: str) -> None:
 
 
 def check_exit_layers(config: Path, exit_layers: str) -> None:
-    from espnet_eexit.bin.show_exits import exits_of_config
+    from espnet_eexit.bin.show_exits import exits_of_config_file
 
-    exits, _ = exits_of_config(yaml.safe_load(config.read_text()))
+    exits, _ = exits_of_config_file(config)
     for value in exit_layers.split():
         if not value.isdigit() or int(value) not in exits:
             raise EarlyExitConfigError(

@@ -29,7 +29,7 @@ import numpy as np
 
 from espnet_eexit.datadir import read_kaldi_text
 from espnet_eexit.exit_policy import CONFIDENCE_POLICIES
-from espnet_eexit.scoring import WordScorer, find_sclite
+from espnet_eexit.scoring import WordScorer, find_sclite, read_utt2spk
 
 # Higher value = more confident, except for entropy.
 _LOWER_IS_CONFIDENT = {"entropy"}
@@ -235,12 +235,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
         if not (data_dir / "text").is_file():
             parser.error(f"missing file: {data_dir / 'text'}")
         refs = read_kaldi_text(data_dir / "text")
-        utt2spk = read_kaldi_text(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else None
-        if utt2spk is not None and any(k not in utt2spk for k in refs):
-            parser.error(f"{data_dir / 'utt2spk'} lacks utterances of {data_dir / 'text'}, "
-                         f"e.g. {next(k for k in refs if k not in utt2spk)}")
         with tempfile.TemporaryDirectory() as tmp:
             try:
+                utt2spk = read_utt2spk(data_dir, refs) if (data_dir / "utt2spk").is_file() else None
                 scorer = WordScorer(refs, sclite, Path(tmp), cleaner=args.cleaner,
                                     hyp_cleaner=args.hyp_cleaner, utt2spk=utt2spk)
                 rows = sweep(decode_dir, args.num_layers, scorer, points=args.points)

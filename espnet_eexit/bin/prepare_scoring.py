@@ -21,7 +21,7 @@ from typing import Optional
 from espnet2.text.build_tokenizer import build_tokenizer
 
 from espnet_eexit.datadir import read_kaldi_text
-from espnet_eexit.scoring import build_cleaner, find_sclite, run_sclite, write_trn
+from espnet_eexit.scoring import build_cleaner, find_sclite, read_utt2spk, run_sclite, write_trn
 
 
 def warn_unwritable_references(refs, cleaner, token_type: str, token_list: Path,
@@ -70,19 +70,18 @@ def main(cmd: Optional[list] = None) -> None:
         if args.sclite is None:
             parser.error("sclite not found: install the Debian package sctk (tools/install.sh does)")
     refs = read_kaldi_text(args.data_dir / "text")
-    utt2spk = dict(line.split(maxsplit=1) for line in
-                   (args.data_dir / "utt2spk").read_text().splitlines() if line.strip())
     keys = sorted(refs)
-    missing_spk = [k for k in keys if k not in utt2spk]
-    if missing_spk:
-        parser.error(f"{args.data_dir}/utt2spk lacks {len(missing_spk)} utterances, e.g. {missing_spk[0]}")
-    utt2spk = {k: v.strip() for k, v in utt2spk.items()}
+    try:
+        utt2spk = read_utt2spk(args.data_dir, keys)
+    except ValueError as e:
+        parser.error(str(e))
 
     cleaner, hyp_cleaner = build_cleaner(args.cleaner), build_cleaner(args.hyp_cleaner)
     if args.token_list is not None and args.token_type is not None:
         warn_unwritable_references(refs, cleaner, args.token_type, args.token_list, args.tokenizer_model,
                                    args.data_dir / "text")
-    decoded = set().union(*(read_kaldi_text(d / "text") for d in args.decode_dirs))
+    hyps_of = {d: read_kaldi_text(d / "text") for d in args.decode_dirs}
+    decoded = set().union(*hyps_of.values())
     unscored = sorted(decoded - set(keys))
     if unscored:
         print(f"prepare_scoring: WARNING: {len(unscored)} decoded utterances have no reference in "
@@ -92,8 +91,7 @@ def main(cmd: Optional[list] = None) -> None:
     tokenizers = {"cer": build_tokenizer("char"), "wer": build_tokenizer("word")}
     if args.bpemodel:
         tokenizers["ter"] = build_tokenizer("bpe", bpemodel=args.bpemodel)
-    for decode_dir in args.decode_dirs:
-        hyps = read_kaldi_text(decode_dir / "text")
+    for decode_dir, hyps in hyps_of.items():
         absent = [k for k in keys if k not in hyps]
         if absent:
             print(f"prepare_scoring: WARNING: {decode_dir / 'text'} lacks {len(absent)} of the "

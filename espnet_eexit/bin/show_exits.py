@@ -36,6 +36,11 @@ def exits_of_config(config: dict) -> Tuple[List[int], int]:
     return validate_exit_layers(exits, num_layers), num_layers
 
 
+def exits_of_config_file(config: Path) -> Tuple[List[int], int]:
+    """:func:`exits_of_config` of a config.yaml written by asr_train."""
+    return exits_of_config(yaml.safe_load(Path(config).read_text()))
+
+
 def main(cmd=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path, help="config.yaml written by asr_train")
@@ -44,7 +49,7 @@ def main(cmd=None) -> None:
     if not args.config.is_file():
         parser.error(f"config not found: {args.config}")
     try:
-        exits, num_layers = exits_of_config(yaml.safe_load(args.config.read_text()))
+        exits, num_layers = exits_of_config_file(args.config)
     except (EarlyExitConfigError, OSError) as e:  # OSError: a backbone's config unreadable
         parser.error(f"{args.config}: {e}")
     print(num_layers if args.num_layers else " ".join(map(str, exits)))

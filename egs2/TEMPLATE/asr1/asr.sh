@@ -580,13 +580,19 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
 fi
 
 # ========================================================================= evaluation
-if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
-    need "${asr_exp}/config.yaml" "${asr_exp}/${inference_asr_model}"
-    if [ -n "${exit_layers}" ]; then  # before decoding anything
+resolved_exit_layers=false
+resolve_exit_layers() {  # --exit_layers checked against the trained model, or all of its exits
+    ${resolved_exit_layers} && return 0
+    if [ -n "${exit_layers}" ]; then
         ${python} -m espnet_eexit.bin.check_options --config "${asr_exp}/config.yaml" --exit_layers "${exit_layers}" || exit 2
     else
         exit_layers=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
     fi
+    resolved_exit_layers=true
+}
+if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
+    need "${asr_exp}/config.yaml" "${asr_exp}/${inference_asr_model}"
+    resolve_exit_layers  # before decoding anything
     log "Stage 12: Decoding from exits ${exit_layers}: ${asr_exp}/${inference_tag}"
     if ${gpu_inference}; then _cmd=${cuda_cmd}; _ngpu=1; else _cmd=${decode_cmd}; _ngpu=0; fi
     _opts=
@@ -664,11 +670,7 @@ fi
 
 if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     need "${asr_exp}/config.yaml"
-    if [ -n "${exit_layers}" ]; then
-        ${python} -m espnet_eexit.bin.check_options --config "${asr_exp}/config.yaml" --exit_layers "${exit_layers}" || exit 2
-    else
-        exit_layers=$(${python} -m espnet_eexit.bin.show_exits "${asr_exp}/config.yaml")
-    fi
+    resolve_exit_layers
     log "Stage 13: Scoring exits ${exit_layers} with sclite"
     _opts="--cleaner ${cleaner} --hyp_cleaner ${hyp_cleaner} --token_type ${token_type} --token_list ${token_list}"
     [ "${token_type}" = bpe ] && _opts+=" --bpemodel ${bpemodel}"
