@@ -16,14 +16,18 @@ name               confidence at an exit (per utterance)                stops wh
 =================  ===================================================  ===================
 
 The ``oracle`` exit (needs references) is an analysis tool: see :mod:`espnet_eexit.exit_sweep`.
+
+This module needs numpy only (no torch): PyTorch decoding (:mod:`espnet_eexit.model`) and the
+torch-free ONNX runtime (:mod:`espnet_eexit.runtime`) share its maths and decisions. Arrays in,
+arrays out; CPU torch tensors are accepted wherever an array is.
 """
 import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Type
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 
-import torch
+import numpy as np
 
 from espnet_eexit.errors import EarlyExitConfigError
 
@@ -36,9 +40,9 @@ class ExitPoint:
         layer: the exit's layer (1-based).
         next_layer: the next exit's layer, ``None`` at the last exit.
         num_layers: L, the encoder's number of layers.
-        log_probs: (B, T', V) the exit's CTC log-posteriors (for the utterances still running);
-            None for policies that do not read them (``needs_posteriors = False``).
-        lengths: (B,) valid frames.
+        log_probs: (B, T', V) array, the exit's CTC log-posteriors (for the utterances still
+            running); None for policies that do not read them (``needs_posteriors = False``).
+        lengths: (B,) integer array, valid frames.
         elapsed_s: encoder wall time so far for this batch (front end + layers up to ``layer``).
         front_end_s: the part of ``elapsed_s`` spent in the front end (features, subsampling
             input): the budget policy projects the next exit's time from the layers' time alone.
@@ -48,24 +52,20 @@ class ExitPoint:
     layer: int
     next_layer: Optional[int]
     num_layers: int
-    log_probs: Optional[torch.Tensor]
-    lengths: torch.Tensor
+    log_probs: Optional[np.ndarray]
+    lengths: np.ndarray
     elapsed_s: float = 0.0
     front_end_s: float = 0.0
     blank_id: int = 0
 
 
-def _frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def _masked_frame_mean(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def _masked_frame_mean(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """(B, T) per-frame values -> (B,) mean over each utterance's valid frames."""
-    mask = _frame_mask(lengths, values.size(1)).to(values.dtype)
-    return (values * mask).sum(1) / lengths.clamp(min=1).to(values.dtype)
+    mask = np.arange(values.shape[1])[None, :] < lengths[:, None]
+    return np.where(mask, values, 0.0).sum(1) / np.maximum(lengths, 1).astype(values.dtype)
 
 
-def mean_normalised_entropy(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def mean_normalised_entropy(log_probs, lengths) -> np.ndarray:
     """Mean per-frame entropy divided by log V: 0 = one-hot frames, 1 = uniform frames.
 
     Args:
@@ -74,18 +74,22 @@ def mean_normalised_entropy(log_probs: torch.Tensor, lengths: torch.Tensor) -> t
     Returns:
         (B,) values in [0, 1].
     """
-    vocab = log_probs.size(-1)
-    entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T); 0 * -inf is avoided by log_softmax
+    log_probs, lengths = np.asarray(log_probs), np.asarray(lengths)
+    vocab = log_probs.shape[-1]
+    # 0 * -inf would be NaN: a probability of exactly 0 adds nothing to the entropy
+    terms = np.exp(log_probs) * np.where(np.isneginf(log_probs), 0.0, log_probs)
+    entropy = -terms.sum(-1)  # (B, T)
     return _masked_frame_mean(entropy, lengths) / math.log(vocab)
 
 
-def mean_max_posterior(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def mean_max_posterior(log_probs, lengths) -> np.ndarray:
     """Mean over frames of the largest frame posterior. (B, T, V), (B,) -> (B,) in [1/V, 1]."""
-    return _masked_frame_mean(log_probs.max(-1).values.exp(), lengths)
+    log_probs, lengths = np.asarray(log_probs), np.asarray(lengths)
+    return _masked_frame_mean(np.exp(log_probs.max(-1)), lengths)
 
 
 def ctc_prefix_beam_search(
-    log_probs: torch.Tensor,
+    log_probs,
     beam: int,
     blank: int = 0,
     token_beam: Optional[int] = None,
@@ -107,12 +111,14 @@ def ctc_prefix_beam_search(
         Up to ``beam`` ``(labels, log_prob)`` pairs, best first.
     """
     token_beam = beam if token_beam is None else token_beam
-    lp = log_probs.detach().double().cpu()
+    lp = np.asarray(log_probs, dtype=np.float64)
     neg_inf = float("-inf")
     # prefix -> (log P(prefix, path ends in blank), log P(prefix, path ends in its last label))
     beams: Dict[Tuple[int, ...], Tuple[float, float]] = {(): (0.0, neg_inf)}
-    top_values, top_labels = lp.topk(min(token_beam, lp.size(1)), dim=-1)
-    rows = lp.tolist()  # plain lists: indexing them is far cheaper than indexing a tensor
+    k = min(token_beam, lp.shape[1])
+    top_labels = np.argsort(-lp, axis=1, kind="stable")[:, :k]
+    top_values = np.take_along_axis(lp, top_labels, axis=1)
+    rows = lp.tolist()  # plain lists: indexing them is far cheaper than indexing an array
     top_values, top_labels = top_values.tolist(), top_labels.tolist()
     for t, row in enumerate(rows):
         p_blank = row[blank]
@@ -158,7 +164,8 @@ def nbest_posterior(scores: Sequence[float]) -> float:
     """Posterior of the best hypothesis among the N-best: softmax over their log-probabilities."""
     if len(scores) == 0:
         raise ValueError("nbest_posterior needs at least one hypothesis score")
-    return float(torch.softmax(torch.tensor(list(scores), dtype=torch.float64), 0).max())
+    values = np.asarray(list(scores), dtype=np.float64)
+    return float(np.exp(values.max() - np.logaddexp.reduce(values)))
 
 
 class ExitPolicy(ABC):
@@ -183,8 +190,8 @@ class ExitPolicy(ABC):
         return self
 
     @abstractmethod
-    def decide(self, point: ExitPoint) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(stop, confidence)``: (B,) bool and (B,) float (NaN when not applicable)."""
+    def decide(self, point: ExitPoint) -> Tuple[np.ndarray, np.ndarray]:
+        """Return ``(stop, confidence)``: (B,) bool and (B,) float arrays (NaN when not applicable)."""
 
     def describe(self) -> str:
         return self.name if self.threshold is None else f"{self.name} threshold={self.threshold:g}"
@@ -204,8 +211,8 @@ class ExitPolicy(ABC):
         return t
 
 
-def _no_confidence(point: ExitPoint) -> torch.Tensor:
-    return torch.full((point.lengths.size(0),), float("nan"))
+def _no_confidence(point: ExitPoint) -> np.ndarray:
+    return np.full(len(point.lengths), np.nan)
 
 
 class FixedExit(ExitPolicy):
@@ -229,7 +236,7 @@ class FixedExit(ExitPolicy):
         return self
 
     def decide(self, point):
-        stop = torch.full((point.lengths.size(0),), point.layer >= self.exit_layer)
+        stop = np.full(len(point.lengths), point.layer >= self.exit_layer)
         return stop, _no_confidence(point)
 
     def describe(self):
@@ -287,10 +294,10 @@ class NBestPosteriorExit(ExitPolicy):
 
     def decide(self, point):
         values = []
-        for lp, length in zip(point.log_probs, point.lengths):
+        for lp, length in zip(np.asarray(point.log_probs), np.asarray(point.lengths)):
             hyps = ctc_prefix_beam_search(lp[: int(length)], self.nbest, blank=point.blank_id)
             values.append(nbest_posterior([score for _, score in hyps]))
-        value = torch.tensor(values, dtype=torch.float32)
+        value = np.asarray(values, dtype=np.float64)
         return value >= self.threshold, value
 
     def describe(self):
@@ -328,7 +335,7 @@ class BudgetExit(ExitPolicy):
             raise EarlyExitConfigError(f"--exit_budget_ms {self.budget_ms}: must be > 0")
 
     def decide(self, point):
-        batch = point.lengths.size(0)
+        batch = len(point.lengths)
         if point.next_layer is None:
             fits_next = False
         elif self.threshold is not None:
@@ -337,7 +344,7 @@ class BudgetExit(ExitPolicy):
             per_layer = (point.elapsed_s - point.front_end_s) / point.layer
             projected = point.elapsed_s + per_layer * (point.next_layer - point.layer)
             fits_next = projected * 1000.0 <= self.budget_ms
-        return torch.full((batch,), not fits_next), _no_confidence(point)
+        return np.full(batch, not fits_next), _no_confidence(point)
 
     def describe(self):
         if self.budget_ms is not None:
@@ -381,19 +388,19 @@ def build_exit_policy(
 class Stopwatch:
     """Wall time since construction, in seconds (the budget policy's clock).
 
-    On a GPU, kernels run asynchronously: the clock waits for the device's queued work before each
-    reading, so a reading covers the computation issued before it, not only its launch.
+    Args:
+        sync: called before each reading. On a GPU kernels run asynchronously: pass the device's
+            synchronisation (``torch.cuda.synchronize``) so that a reading covers the computation
+            issued before it, not only its launch.
     """
 
-    def __init__(self, device: Optional[torch.device] = None):
-        device = torch.device("cpu") if device is None else torch.device(device)
-        self._sync = device.type == "cuda"
-        self.device = device
+    def __init__(self, sync: Optional[Callable[[], None]] = None):
+        self._sync = sync
         self.start = self._now()
 
     def _now(self) -> float:
-        if self._sync:
-            torch.cuda.synchronize(self.device)
+        if self._sync is not None:
+            self._sync()
         return time.perf_counter()
 
     def elapsed(self) -> float:

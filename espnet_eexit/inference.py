@@ -19,6 +19,7 @@ import logging
 import math
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+import numpy as np
 import torch
 from espnet2.bin.asr_inference import Speech2Text
 from espnet.nets.beam_search import Hypothesis
@@ -233,7 +234,8 @@ class EarlyExitSpeech2Text(Speech2Text):
         """Every confidence measure of one utterance's (T', V) CTC log-posteriors."""
         if log_probs is None or log_probs.size(0) == 0:
             return ExitConfidences(math.nan, math.nan, math.nan)
-        lengths = torch.tensor([log_probs.size(0)])
+        log_probs = log_probs.float().cpu().numpy()  # the policies' maths is numpy
+        lengths = np.array([log_probs.shape[0]])
         hyps = ctc_prefix_beam_search(log_probs, self.confidence_nbest, blank=self.blank_id)
         return ExitConfidences(
             entropy=float(mean_normalised_entropy(log_probs[None], lengths)[0]),

@@ -22,6 +22,7 @@ import copy
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from espnet2.asr.decoder.linear_decoder import LinearDecoder
 from espnet2.asr.espnet_model import ESPnetASRModel, autocast, autocast_type
@@ -260,7 +261,8 @@ class EarlyExitASRModel(ESPnetASRModel):
         Returns:
             One :class:`ExitDecision` per utterance, in batch order.
         """
-        clock = Stopwatch(speech.device)
+        sync = (lambda: torch.cuda.synchronize(speech.device)) if speech.is_cuda else None
+        clock = Stopwatch(sync)
         feats, lengths = self.encoder_input(speech, speech_lengths)
         front_end_s = clock.elapsed()
         encoder = self.encoder
@@ -279,18 +281,20 @@ class EarlyExitASRModel(ESPnetASRModel):
                         f"exit policy '{policy.name}' reads CTC posteriors, but this model has "
                         "no CTC head (ctc_weight 0): use --exit_policy fixed or budget"
                     )
-                log_probs = head.log_softmax(out.hidden)
+                # the policies' maths is numpy (shared with the ONNX runtime)
+                log_probs = head.log_softmax(out.hidden).float().cpu().numpy()
             point = ExitPoint(
                 layer=layer,
                 next_layer=None if is_last else self.exit_layers[i + 1],
                 num_layers=encoder.num_layers,
                 log_probs=log_probs,
-                lengths=out.lengths,
+                lengths=out.lengths.cpu().numpy(),
                 elapsed_s=clock.elapsed(),
                 front_end_s=front_end_s,
                 blank_id=self.blank_id,
             )
             stop, confidence = policy.decide(point)
+            stop = torch.from_numpy(np.asarray(stop, dtype=bool))
             if is_last:
                 stop = torch.ones_like(stop)
             for j in torch.nonzero(stop).flatten().tolist():
