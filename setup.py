@@ -12,6 +12,6 @@ setup(
     # espnet 202511 pins setuptools<74 while torch 2.13 needs >=77: tools/install.sh installs espnet
     # with --no-deps and resolves its requirements against the installed torch.
     install_requires=["espnet>=202511", "torch>=2.0", "sentencepiece", "kaldiio", "PyYAML"],
-    extras_require={"test": ["pytest"], "plot": ["matplotlib"]},
+    extras_require={"test": ["pytest"], "plot": ["matplotlib"], "onnx": ["onnx", "onnxruntime"]},
     license="Apache-2.0",
 )

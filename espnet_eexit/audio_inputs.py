@@ -22,13 +22,20 @@ def screen_wav_scp(wav_scp: Path, fs: int, keys: Optional[Iterable[str]] = None)
     as it comes). Raises :class:`EarlyExitConfigError` for audio at another sample rate than the
     model's ``fs``: decoding it would give garbage, and resampling is the user's call.
     """
+    wanted = None if keys is None else set(keys)
+    entries = {key: value for key, value in read_kaldi_text(wav_scp).items()
+               if wanted is None or key in wanted}
+    return screen_audio(entries, fs, str(wav_scp))
+
+
+def screen_audio(entries: Dict[str, str], fs: int, source: str) -> Dict[str, str]:
+    """``{utt: reason}`` for the audio files ``{utt: path}`` that cannot be decoded (missing,
+    empty, not audio, no samples), with a warning each; a file at another rate than ``fs`` raises
+    :class:`EarlyExitConfigError` naming ``source`` (the list or option it came from)."""
     import soundfile
 
-    wanted = None if keys is None else set(keys)
     bad: Dict[str, str] = {}
-    for key, value in read_kaldi_text(wav_scp).items():
-        if wanted is not None and key not in wanted:
-            continue
+    for key, value in entries.items():
         if value.endswith("|") or (":" in value and not Path(value).exists()):
             continue
         path = Path(value)
@@ -45,7 +52,7 @@ def screen_wav_scp(wav_scp: Path, fs: int, keys: Optional[Iterable[str]] = None)
             bad[key] = f"{value}: no samples (a header only)"
         elif info.samplerate != fs:
             raise EarlyExitConfigError(
-                f"{wav_scp}: utterance {key} ({value}) is {info.samplerate} Hz but the model was "
+                f"{source}: utterance {key} ({value}) is {info.samplerate} Hz but the model was "
                 f"trained on {fs} Hz audio: resample it first (e.g. sox in.wav -r {fs} out.wav)"
             )
     for key, reason in bad.items():

@@ -385,6 +385,33 @@ def build_exit_policy(
     return EXIT_POLICIES[name](threshold)
 
 
+def parse_policy_spec(spec: str, nbest: int = 8) -> ExitPolicy:
+    """A policy from ``name:value`` (recipes' ``--exit_policies``, the runtime's ``--policy``).
+
+    ``entropy:0.2``, ``max_posterior:0.9``, ``nbest_posterior:0.9`` (threshold), ``fixed:6`` (the
+    exit layer; ``fixed`` alone = the last exit), ``budget:0.5`` (relative depth) or
+    ``budget:40ms`` (encoder wall time).
+    """
+    name, sep, value = spec.partition(":")
+    if name == "fixed":
+        if sep and not value.isdigit():
+            raise EarlyExitConfigError(f"policy {spec!r}: fixed takes an exit layer, e.g. fixed:6")
+        return build_exit_policy("fixed", exit_layer=int(value) if value else None)
+    if not sep or not value:
+        raise EarlyExitConfigError(f"policy {spec!r}: expected policy:threshold, e.g. entropy:0.2")
+    if name == "budget" and value.endswith("ms"):
+        try:
+            budget_ms = float(value[:-2])
+        except ValueError:
+            raise EarlyExitConfigError(f"policy {spec!r}: {value!r} is not a number of milliseconds")
+        return build_exit_policy("budget", budget_ms=budget_ms)
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise EarlyExitConfigError(f"policy {spec!r}: threshold {value!r} is not a number")
+    return build_exit_policy(name, threshold=threshold, nbest=nbest)
+
+
 class Stopwatch:
     """Wall time since construction, in seconds (the budget policy's clock).
 

@@ -17,18 +17,19 @@ from espnet_eexit.errors import EarlyExitConfigError
 
 def check_policy_specs(specs: str) -> None:
     """Each ``policy:threshold`` of asr.sh's ``--exit_policies`` as ``asr_inference`` would take it."""
-    from espnet_eexit.exit_policy import build_exit_policy
+    from espnet_eexit.exit_policy import parse_policy_spec
 
     for spec in specs.split():
-        name, sep, value = spec.partition(":")
-        if not sep or not value:
-            raise EarlyExitConfigError(f"--exit_policies {spec!r}: expected policy:threshold, e.g. entropy:0.2")
+        name, _, value = spec.partition(":")
+        if name == "fixed" or value.endswith("ms"):
+            raise EarlyExitConfigError(
+                f"--exit_policies {spec!r}: the recipe runs threshold policies (policy:threshold); "
+                "every fixed exit is decoded anyway (exit<k>/), and a ms budget is for "
+                "asr_inference --exit_budget_ms or the ONNX runtime")
         try:
-            threshold = float(value)
-        except ValueError:
-            raise EarlyExitConfigError(f"--exit_policies {spec!r}: threshold {value!r} is not a number")
-        policy = build_exit_policy(name, threshold=threshold)
-        policy.check_options()
+            parse_policy_spec(spec).check_options()
+        except EarlyExitConfigError as e:
+            raise EarlyExitConfigError(f"--exit_policies: {e}")
 
 
 def check_exit_layers(config: Path, exit_layers: str) -> None:

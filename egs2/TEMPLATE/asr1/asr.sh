@@ -11,6 +11,7 @@
 #         10 ASR collect stats                 (9, ESPnet's n-gram LM, is not provided)
 #         11 ASR training (ESPnet's launcher) 12 decoding from EVERY exit of the model
 #         13 scoring every exit (sclite)      14 packing the model (espnet2.bin.pack)
+#         15 ONNX export (a graph per exit) and decoding + scoring with the torch-free runtime
 # Run "./asr.sh --help" for the options. A recipe's run.sh calls this with its own settings.
 set -euo pipefail
 
@@ -90,6 +91,10 @@ exit_policies=       # Dynamic-exit runs, "policy:threshold ...", e.g. "entropy:
 exit_sweep=true      # Sweep every policy's threshold (WER vs average depth) in stage 13.
 batch_size=1
 
+# ONNX export and runtime (stage 15)
+onnx_quantize=int8   # int8: also export dynamically quantised graphs and score them; none: fp32 only.
+onnx_num_threads=1   # onnxruntime threads per runtime process (a device-like setting).
+
 # [Task dependent] data sets
 train_set=
 valid_set=
@@ -155,6 +160,9 @@ Options:
     --exit_policies      # Dynamic-exit runs "policy:threshold ..." (default="${exit_policies}").
     --exit_sweep         # Sweep policy thresholds in stage 13 (default="${exit_sweep}").
     --batch_size         # Decoding batch size (default="${batch_size}").
+    # ONNX export and runtime (stage 15)
+    --onnx_quantize      # int8 or none (default="${onnx_quantize}").
+    --onnx_num_threads   # onnxruntime threads of the runtime (default="${onnx_num_threads}").
     # [Task dependent] data sets
     --train_set          # Name of the training set (required).
     --valid_set          # Name of the validation set (required).
@@ -179,7 +187,8 @@ if [ "${token_type}" = hugging_face ] && [ -z "${hugging_face_model_name_or_path
 fi
 case ${audio_format} in wav|flac) ;; *) log "ERROR: --audio_format must be wav or flac"; exit 2 ;; esac
 case ${use_lm} in true|false) ;; *) log "ERROR: --use_lm must be true or false"; exit 2 ;; esac
-for _name in stage stop_stage ngpu num_nodes nj inference_nj batch_size; do
+case ${onnx_quantize} in int8|none) ;; *) log "ERROR: --onnx_quantize must be int8 or none"; exit 2 ;; esac
+for _name in stage stop_stage ngpu num_nodes nj inference_nj batch_size onnx_num_threads; do
     [[ "${!_name}" =~ ^[0-9]+$ ]] || { log "ERROR: --${_name} must be a whole number (got '${!_name}')"; exit 2; }
 done
 # Exit-policy specs are checked now, not after hours of training and decoding.
@@ -741,6 +750,46 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
         --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_asr_model}" \
         ${_opts} --outpath "${packed_model}"
+fi
+
+if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
+    need "${asr_exp}/config.yaml" "${asr_exp}/${inference_asr_model}"
+    resolve_exit_layers
+    onnx_dir=${asr_exp}/onnx
+    log "Stage 15: ONNX export (${onnx_dir}) and decoding with the torch-free runtime"
+    ${python} -m espnet_eexit.bin.export_onnx --asr_train_config "${asr_exp}/config.yaml" \
+        --asr_model_file "${asr_exp}/${inference_asr_model}" --output_dir "${onnx_dir}" \
+        --quantize "${onnx_quantize}" > "${asr_exp}/export_onnx.log" 2>&1 \
+        || { tail -n 5 "${asr_exp}/export_onnx.log"; log "ERROR: export failed (${asr_exp}/export_onnx.log)"; exit 1; }
+    num_layers=$(${python} -m espnet_eexit.bin.show_exits --num_layers "${asr_exp}/config.yaml")
+    _precisions=fp32
+    [ "${onnx_quantize}" = int8 ] && _precisions+=" int8"
+    _opts="--cleaner ${cleaner} --hyp_cleaner ${hyp_cleaner} --token_type ${token_type} --token_list ${token_list}"
+    [ "${token_type}" = bpe ] && _opts+=" --bpemodel ${bpemodel}"
+    [ "${token_type}" != char ] && _opts+=" --tokenizer_model ${bpemodel}"
+    for precision in ${_precisions}; do
+        _rt_dir=${asr_exp}/onnx_runtime_${precision}
+        for dset in ${test_sets}; do
+            dirs=
+            for spec in $(printf 'fixed:%s ' ${exit_layers}) ${exit_policies}; do
+                case ${spec} in fixed:*) _dir=${_rt_dir}/${dset}/exit${spec#fixed:} ;; *) _dir=${_rt_dir}/${dset}/policy_${spec/:/_} ;; esac
+                mkdir -p "${_dir}"
+                log "  ${precision} ${dset} ${spec}: ${_dir} (log: ${_dir}/transcribe.log)"
+                ${python} -m espnet_eexit.runtime.transcribe --model_dir "${onnx_dir}" --precision "${precision}" \
+                    --num_threads "${onnx_num_threads}" --policy "${spec}" --wav_scp "${data_feats}/${dset}/wav.scp" \
+                    --output_dir "${_dir}" > "${_dir}/transcribe.log" 2>&1 \
+                    || { tail -n 5 "${_dir}/transcribe.log"; log "ERROR: the runtime failed (${_dir}/transcribe.log)"; exit 1; }
+                dirs+=" ${_dir}"
+            done
+            # shellcheck disable=SC2086
+            scripts/score_sclite.sh --python "${python}" ${_opts} "${data_feats}/${dset}" ${dirs}
+        done
+        ${python} -m espnet_eexit.bin.exit_results "${_rt_dir}" --num_layers "${num_layers}" \
+            --title "${asr_exp##*/}: ONNX runtime ${precision} (greedy CTC)" \
+            --notes "- command: \`${run_args}\`; model: \`${onnx_dir}\` (from \`${inference_asr_model}\`), ${onnx_num_threads} onnxruntime thread(s)" \
+            --output_md "${_rt_dir}/RESULTS.md" --update_md RESULTS.md --output_png "${_rt_dir}/wer_per_exit.png"
+        log "Wrote RESULTS.md (section ${asr_exp##*/}: ONNX runtime ${precision})"
+    done
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -1,0 +1,67 @@
+"""Export a trained early-exit model to ONNX, cut at its exits, for the torch-free runtime.
+
+    python -m espnet_eexit.bin.export_onnx --asr_train_config exp/asr_x/config.yaml \
+        --asr_model_file exp/asr_x/valid.loss.ave.pth --output_dir exp/asr_x/onnx [--quantize int8]
+
+Writes ``front_end.onnx``, one ``exit<k>.onnx`` per exit (layers after the previous exit + exit
+k's CTC head), ``frontend.npz`` (STFT window, mel matrix), ``bpe.model`` for BPE tokens and the
+manifest ``model.json`` (:mod:`espnet_eexit.export.onnx_segments`); with ``--quantize int8`` also
+``*.int8.onnx`` (onnxruntime's dynamic int8 quantisation). Then:
+
+    python -m espnet_eexit.runtime.transcribe --model_dir exp/asr_x/onnx --policy entropy:0.3 a.wav
+"""
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+from espnet_eexit.bin.cli import run_main
+from espnet_eexit.errors import EarlyExitConfigError
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--asr_train_config", type=Path, required=True, help="the model's config.yaml")
+    parser.add_argument("--asr_model_file", type=Path, required=True, help="the checkpoint (.pth)")
+    parser.add_argument("--output_dir", type=Path, required=True, help="where the graphs and model.json go")
+    parser.add_argument("--quantize", choices=["none", "int8"], default="none",
+                        help="also write dynamically int8-quantised graphs (*.int8.onnx)")
+    return parser
+
+
+def _export(cmd: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    for path in (args.asr_train_config, args.asr_model_file):
+        if not path.is_file():
+            raise EarlyExitConfigError(f"{path}: no such file")
+    import yaml
+
+    import espnet_eexit  # noqa: F401  (registers the plugin)
+    from espnet_eexit.audio_inputs import model_sample_rate
+    from espnet_eexit.export.onnx_segments import export_model
+    from espnet_eexit.tasks.asr import EarlyExitASRTask
+
+    config = yaml.safe_load(args.asr_train_config.read_text())
+    model, train_args = EarlyExitASRTask.build_model_from_file(args.asr_train_config, args.asr_model_file, "cpu")
+    bpemodel = getattr(train_args, "bpemodel", None)
+    with warnings.catch_warnings():
+        # the TorchScript exporter warns about every Python-level shape expression it traces
+        warnings.simplefilter("ignore")
+        manifest = export_model(
+            model, args.output_dir, token_list=list(train_args.token_list), fs=model_sample_rate(config),
+            token_type=train_args.token_type, bpemodel=Path(bpemodel) if bpemodel else None,
+            quantize=None if args.quantize == "none" else args.quantize,
+        )
+    sizes = ", ".join(f"{g['file']} {g['bytes'] / 1e6:.2f} MB" for g in manifest["graphs"])
+    logging.info("wrote %s/model.json: exits %s; %s", args.output_dir, manifest["exit_layers"], sizes)
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    run_main(_export, cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

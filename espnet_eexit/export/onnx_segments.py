@@ -1,0 +1,253 @@
+"""An early-exit model cut at its exits into ONNX graphs that a device runs one after another.
+
+    front_end.onnx   normalised features -> input of layer 1 (subsampling, positional scaling)
+    exit<k>.onnx     one per exit: the layers after the previous exit up to layer k, returning the
+                     hidden state for the next segment AND exit k's CTC log-posteriors
+    frontend.npz     the STFT window and mel matrix of the model's front end (features in numpy)
+    model.json       the manifest (:data:`MANIFEST`): exits, tokens, feature settings, files
+
+A runtime runs ``front_end`` and ``exit<k1>``, lets the policy decide, and only then runs
+``exit<k2>`` for the utterances still going: layers above the chosen exit never run, as in
+PyTorch (:meth:`espnet_eexit.model.EarlyExitASRModel.encode_with_policy`).
+
+Batch and time are dynamic axes. Between segments the runtime carries ``hidden`` (B, T', D),
+``lengths`` (B,) and, for layers with relative positions, ``pos_emb`` (1, P, D) from the front end
+(P = 2T'-1 centred, or T'); the padding mask is rebuilt inside a segment from ``lengths``. So the
+sinusoid table is stored once (in ``front_end``), and the runtime drops utterances and cuts
+padding in numpy exactly as :meth:`espnet_eexit.encoder.early_exit.EncoderState.select` does. Graphs come from the TorchScript exporter (``dynamo=False``):
+ESPnet's encoders have data-dependent shapes that ``torch.export`` refuses.
+"""
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from espnet2.asr.frontend.default import DefaultFrontend
+from espnet2.layers.global_mvn import GlobalMVN
+from espnet2.layers.utterance_mvn import UtteranceMVN
+
+from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, EncoderState
+from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.model import EarlyExitASRModel
+
+MANIFEST = "model.json"
+FORMAT = "espnet_eexit.onnx_segments"
+FORMAT_VERSION = 1
+OPSET = 17
+FEATURES_FILE = "frontend.npz"
+
+
+class FrontEndGraph(torch.nn.Module):
+    """Features -> the input of layer 1.
+
+    Shapes: feats (B, T, F) log-mel (un-normalised), feats_lengths (B,) ->
+    hidden (B, T', D), [pos_emb (1, P, D) for relative-position layers], lengths (B,).
+    """
+
+    def __init__(self, model: EarlyExitASRModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats: torch.Tensor, feats_lengths: torch.Tensor):
+        model = self.model
+        if model.normalize is not None:
+            feats, feats_lengths = model.normalize(feats, feats_lengths)
+        state = model.encoder.start(feats, feats_lengths)
+        if isinstance(state.xs, tuple):
+            return state.xs[0], state.xs[1], state.lengths
+        return state.hidden, state.lengths
+
+
+class ExitSegmentGraph(torch.nn.Module):
+    """Layers ``from_layer + 1 .. exit_layer`` and exit ``exit_layer``'s CTC head.
+
+    Shapes: hidden (B, T', D), [pos_emb (1, P, D)], lengths (B,) -> hidden (B, T', D) after
+    layer ``exit_layer`` (the next segment's input), log_probs (B, T', V) of the exit's CTC head.
+    """
+
+    def __init__(self, model: EarlyExitASRModel, from_layer: int, exit_layer: int):
+        super().__init__()
+        self.model = model
+        self.from_layer, self.exit_layer = from_layer, exit_layer
+
+    def forward(self, hidden: torch.Tensor, *pos_emb_and_lengths: torch.Tensor):
+        model = self.model
+        lengths = pos_emb_and_lengths[-1]
+        frames = torch.arange(hidden.size(1), device=hidden.device)
+        masks = (frames[None, :] < lengths[:, None])[:, None, :]
+        xs = (hidden, pos_emb_and_lengths[0]) if len(pos_emb_and_lengths) == 2 else hidden
+        state = EncoderState(xs=xs, masks=masks, depth=self.from_layer)
+        state = model.encoder.advance(state, self.exit_layer)
+        out = model._post_encode(model.encoder.exit_output(state))
+        return state.hidden, model.ctc_for_exit(self.exit_layer).log_softmax(out.hidden)
+
+
+def check_exportable(model: torch.nn.Module) -> None:
+    """Raise one clear error naming what this exporter cannot handle."""
+    if not isinstance(model, EarlyExitASRModel) or not isinstance(model.encoder, EarlyExitEncoderMixin):
+        raise EarlyExitConfigError(
+            f"export_onnx needs a model trained with model: eexit (got {type(model).__name__})"
+        )
+    encoder = model.encoder
+    if type(encoder).__name__ in ("EarlyExitWhisperEncoder", "EarlyExitHFWav2Vec2Encoder"):
+        raise EarlyExitConfigError(
+            f"export_onnx: encoder {type(encoder).__name__} is not supported yet (its own feature "
+            "front end is not exported); supported: eexit_conformer, eexit_transformer, "
+            "eexit_e_branchformer with ESPnet's default front end"
+        )
+    frontend = model.frontend
+    # ESPnet builds a multi-channel enhancement Frontend by default; without WPE or a beamformer
+    # it passes single-channel input through
+    enhancement = getattr(frontend, "frontend", None)
+    if enhancement is not None and (enhancement.use_wpe or enhancement.use_beamformer):
+        raise EarlyExitConfigError(
+            "export_onnx: frontend_conf.frontend_conf with WPE or a beamformer is not supported")
+    if not isinstance(frontend, DefaultFrontend) or frontend.stft is None:
+        raise EarlyExitConfigError(
+            f"export_onnx: frontend {type(frontend).__name__} is not supported: the runtime computes "
+            "ESPnet's default front end (STFT -> power -> mel -> log) in numpy"
+        )
+    if model.normalize is not None and not isinstance(model.normalize, (GlobalMVN, UtteranceMVN)):
+        raise EarlyExitConfigError(
+            f"export_onnx: normalize {type(model.normalize).__name__} is not supported "
+            "(global_mvn, utterance_mvn or none)"
+        )
+    if model.preencoder is not None or model.postencoder is not None:
+        raise EarlyExitConfigError("export_onnx: a preencoder/postencoder is not supported")
+    if model.ctc_weight == 0.0:
+        raise EarlyExitConfigError(
+            "export_onnx: the runtime decodes with each exit's CTC head, and this model has none "
+            "(ctc_weight 0)"
+        )
+
+
+def feature_settings(frontend: DefaultFrontend, fs: int) -> dict:
+    stft, logmel = frontend.stft, frontend.logmel
+    return dict(
+        kind="espnet_default", fs=fs, n_fft=stft.n_fft, win_length=stft.win_length or stft.n_fft,
+        hop_length=stft.hop_length, center=bool(stft.center), normalized=bool(stft.normalized),
+        onesided=bool(stft.onesided), window=stft.window, log_base=logmel.log_base,
+        n_mels=int(logmel.melmat.size(1)), file=FEATURES_FILE,
+    )
+
+
+def feature_arrays(frontend: DefaultFrontend) -> Dict[str, np.ndarray]:
+    """The STFT window (as ESPnet builds it) and mel matrix (n_fft // 2 + 1, n_mels)."""
+    stft = frontend.stft
+    win_length = stft.win_length or stft.n_fft
+    window = (np.ones(win_length, dtype=np.float32) if stft.window is None
+              else getattr(torch, f"{stft.window}_window")(win_length).numpy())
+    return dict(window=window, melmat=frontend.logmel.melmat.detach().cpu().numpy())
+
+
+def _export(module: torch.nn.Module, args, path: Path, inputs: List[str], outputs: List[str],
+            dynamic: Dict[str, Dict[int, str]]) -> None:
+    module.eval()  # the exporter restores the wrapper's mode on every submodule when it is done
+    with torch.no_grad():
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    import onnx
+
+    onnx.checker.check_model(str(path))
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation (weights int8, activations quantised on the fly)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_model(
+    model: EarlyExitASRModel,
+    output_dir: Path,
+    token_list: List[str],
+    fs: int,
+    token_type: str = "char",
+    bpemodel: Optional[Path] = None,
+    quantize: Optional[str] = None,
+) -> dict:
+    """Write the graphs, feature arrays and manifest of ``model`` into ``output_dir``.
+
+    Returns the manifest.
+    """
+    check_exportable(model)
+    if quantize not in (None, "int8"):
+        raise EarlyExitConfigError(f"--quantize {quantize}: only int8 is supported")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    encoder = model.encoder
+    np.savez(output_dir / FEATURES_FILE, **feature_arrays(model.frontend))
+
+    # an example input long enough for any subsampling (2 s of noise); shapes stay dynamic
+    torch.manual_seed(0)
+    speech = torch.randn(2, 2 * fs) * 0.1
+    speech_lengths = torch.tensor([2 * fs, 2 * fs - fs // 4])
+    with torch.no_grad():
+        feats, feats_lengths = model._extract_feats(speech, speech_lengths)
+
+    graphs = []
+    front = FrontEndGraph(model)
+    path = output_dir / "front_end.onnx"
+    with torch.no_grad():
+        carried = front(feats, feats_lengths)  # (hidden, [pos_emb], lengths)
+    names = ["hidden", "pos_emb", "lengths"] if len(carried) == 3 else ["hidden", "lengths"]
+    axes = {"hidden": {0: "batch", 1: "steps"}, "pos_emb": {1: "positions"}, "lengths": {0: "batch"}}
+    logging.info("exporting %s", path)
+    _export(front, (feats, feats_lengths), path, ["feats", "feats_lengths"], names,
+            {"feats": {0: "batch", 1: "frames"}, "feats_lengths": {0: "batch"},
+             **{n: axes[n] for n in names}})
+    graphs.append(dict(name="front_end", file=path.name))
+
+    previous = 0
+    for layer in model.exit_layers:
+        segment = ExitSegmentGraph(model, previous, layer)
+        path = output_dir / f"exit{layer}.onnx"
+        logging.info("exporting %s (layers %d-%d and exit %d's CTC head)", path, previous + 1, layer, layer)
+        _export(segment, tuple(carried), path, names, ["hidden_out", "log_probs"],
+                {**{n: axes[n] for n in names},
+                 "hidden_out": {0: "batch", 1: "steps"}, "log_probs": {0: "batch", 1: "steps"}})
+        graphs.append(dict(name=f"exit{layer}", file=path.name, from_layer=previous, exit_layer=layer))
+        with torch.no_grad():
+            carried = (segment(*carried)[0], *carried[1:])
+        previous = layer
+
+    for graph in graphs:
+        path = output_dir / graph["file"]
+        graph["bytes"] = path.stat().st_size
+        graph["sha256"] = _sha256(path)
+        if quantize == "int8":
+            int8 = path.with_name(path.stem + ".int8.onnx")
+            logging.info("quantising %s -> %s", path.name, int8.name)
+            quantize_int8(path, int8)
+            graph["int8_file"], graph["int8_bytes"] = int8.name, int8.stat().st_size
+
+    if token_type == "bpe":
+        if bpemodel is None or not Path(bpemodel).is_file():
+            raise EarlyExitConfigError(f"--bpemodel {bpemodel}: token_type bpe needs the model's BPE model file")
+        shutil.copyfile(bpemodel, output_dir / "bpe.model")
+    elif token_type not in ("char", "word"):
+        raise EarlyExitConfigError(
+            f"--token_type {token_type}: the runtime turns tokens into text for bpe, char or word"
+        )
+    manifest = dict(
+        format=FORMAT, version=FORMAT_VERSION, opset=OPSET,
+        num_layers=encoder.num_layers, exit_layers=list(model.exit_layers),
+        blank_id=int(model.blank_id), token_type=token_type,
+        bpemodel="bpe.model" if token_type == "bpe" else None,
+        token_list=list(token_list),
+        features=feature_settings(model.frontend, fs),
+        graphs=graphs,
+        quantized=quantize,
+    )
+    (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest

@@ -1,0 +1,53 @@
+"""ESPnet's default front end in numpy: STFT -> power spectrum -> mel -> log.
+
+The same computation as ``espnet2.asr.frontend.default.DefaultFrontend`` (``torch.stft`` with
+``center`` reflect padding, its window, ``LogMel``'s mel matrix and 1e-10 floor), with the window
+and mel matrix stored by the exporter, so the runtime needs neither torch nor librosa.
+Normalisation (global or utterance MVN) is part of the exported ``front_end`` graph.
+"""
+from pathlib import Path
+
+import numpy as np
+
+
+class LogMelFeatures:
+    """Waveform (S,) float -> log-mel features (T, n_mels) float32.
+
+    Args:
+        settings: the manifest's ``features`` entry (n_fft, hop_length, center, ...).
+        arrays_file: ``frontend.npz`` with ``window`` (win_length,) and ``melmat`` (F, n_mels).
+    """
+
+    def __init__(self, settings: dict, arrays_file: Path):
+        arrays = np.load(arrays_file)
+        self.n_fft = int(settings["n_fft"])
+        self.hop_length = int(settings["hop_length"])
+        self.center = bool(settings["center"])
+        self.normalized = bool(settings["normalized"])
+        self.onesided = bool(settings["onesided"])
+        self.log_base = settings["log_base"]
+        window = arrays["window"].astype(np.float64)
+        # torch.stft centres a window shorter than n_fft inside the frame
+        left = (self.n_fft - window.shape[0]) // 2
+        self.window = np.pad(window, (left, self.n_fft - window.shape[0] - left))
+        self.melmat = arrays["melmat"].astype(np.float64)
+
+    def num_frames(self, num_samples: int) -> int:
+        padded = num_samples + (2 * (self.n_fft // 2) if self.center else 0)
+        return (padded - self.n_fft) // self.hop_length + 1
+
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        x = np.asarray(waveform, dtype=np.float64)
+        if self.center:
+            x = np.pad(x, self.n_fft // 2, mode="reflect")
+        frames = np.lib.stride_tricks.sliding_window_view(x, self.n_fft)[:: self.hop_length]
+        transform = np.fft.rfft if self.onesided else np.fft.fft
+        spectrum = transform(frames * self.window, n=self.n_fft)
+        if self.normalized:
+            spectrum = spectrum * self.n_fft ** -0.5
+        power = spectrum.real ** 2 + spectrum.imag ** 2
+        mel = np.maximum(power @ self.melmat, 1e-10)
+        logmel = np.log(mel)
+        if self.log_base is not None:
+            logmel = logmel / np.log(self.log_base)
+        return logmel.astype(np.float32)

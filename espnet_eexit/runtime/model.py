@@ -1,0 +1,227 @@
+"""Run an exported early-exit model segment by segment; stop where the exit policy says.
+
+The loop is :meth:`espnet_eexit.model.EarlyExitASRModel.encode_with_policy` on ONNX graphs: run the
+front end and the first exit's segment, let the policy decide per utterance, drop the utterances
+that stop (and the padding beyond the longest one still running), run the next segment for the
+others. A segment above an utterance's exit never runs for it; ``graph_runs`` counts the session
+runs per graph.
+"""
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.exit_policy import ExitPoint, ExitPolicy, Stopwatch, parse_policy_spec
+from espnet_eexit.runtime.features import LogMelFeatures
+from espnet_eexit.runtime.text import TokensToText, ctc_greedy
+
+MANIFEST = "model.json"  # = espnet_eexit.export.onnx_segments.MANIFEST (that module needs torch)
+FORMAT = "espnet_eexit.onnx_segments"
+FORMAT_VERSION = 1
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass
+class RuntimeResult:
+    """One utterance's result.
+
+    Attributes:
+        text: the transcript (greedy CTC at the exit).
+        token_ids: the token ids of the best path (blanks and repeats removed).
+        exit_layer: the exit it stopped at; no layer above it ran for this utterance.
+        confidence: the policy's value at that exit (NaN for fixed/budget).
+    """
+
+    text: str
+    token_ids: List[int]
+    exit_layer: int
+    confidence: float
+
+
+def _session_options(num_threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+class EarlyExitRuntime:
+    """An exported early-exit model (a directory with ``model.json``) on onnxruntime.
+
+    Args:
+        model_dir: the export directory (``python -m espnet_eexit.bin.export_onnx``).
+        precision: ``fp32`` or ``int8`` (needs an export with ``--quantize int8``).
+        num_threads: onnxruntime intra-op threads.
+    """
+
+    def __init__(self, model_dir: Union[str, Path], precision: str = "fp32", num_threads: int = 1):
+        import onnxruntime
+
+        self.model_dir = Path(model_dir)
+        manifest_file = self.model_dir / MANIFEST
+        if not manifest_file.is_file():
+            raise EarlyExitConfigError(
+                f"{manifest_file}: no such file; --model_dir must be a directory written by "
+                "python -m espnet_eexit.bin.export_onnx")
+        try:
+            manifest = json.loads(manifest_file.read_text())
+        except json.JSONDecodeError as e:
+            raise EarlyExitConfigError(f"{manifest_file}: not valid JSON ({e})")
+        if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+            raise EarlyExitConfigError(
+                f"{manifest_file}: format {manifest.get('format')!r} version {manifest.get('version')!r}; "
+                f"this runtime reads {FORMAT!r} version {FORMAT_VERSION}")
+        if precision not in PRECISIONS:
+            raise EarlyExitConfigError(f"--precision {precision}: choose one of {PRECISIONS}")
+        self.manifest = manifest
+        self.precision = precision
+        self.exit_layers: List[int] = list(manifest["exit_layers"])
+        self.num_layers: int = int(manifest["num_layers"])
+        self.blank_id: int = int(manifest["blank_id"])
+        self.token_list: List[str] = list(manifest["token_list"])
+        features = manifest["features"]
+        self.fs = int(features["fs"])
+        self.features = LogMelFeatures(features, self.model_dir / features["file"])
+        bpemodel = manifest.get("bpemodel")
+        self.tokens_to_text = TokensToText(manifest["token_type"],
+                                           self.model_dir / bpemodel if bpemodel else None)
+        options = _session_options(num_threads)
+        self.sessions: Dict[str, "onnxruntime.InferenceSession"] = {}
+        self.graph_files: Dict[str, Path] = {}
+        for graph in manifest["graphs"]:
+            name = graph["name"]
+            key = "file" if precision == "fp32" else "int8_file"
+            if key not in graph:
+                raise EarlyExitConfigError(
+                    f"{manifest_file}: graph {name} has no {precision} file (export with --quantize int8)")
+            path = self.model_dir / graph[key]
+            if not path.is_file():
+                raise EarlyExitConfigError(f"{path}: no such file (listed in {manifest_file})")
+            self.graph_files[name] = path
+            self.sessions[name] = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"])
+        for layer in self.exit_layers:
+            vocab = self.sessions[f"exit{layer}"].get_outputs()[1].shape[-1]
+            if isinstance(vocab, int) and vocab != len(self.token_list):
+                raise EarlyExitConfigError(
+                    f"{manifest_file}: token_list has {len(self.token_list)} tokens but exit {layer}'s "
+                    f"CTC head outputs {vocab}: the manifest and graphs come from different models")
+        # what the front end hands to the segments, in the graphs' input order
+        self.carried_names = [o.name for o in self.sessions["front_end"].get_outputs()]
+        self.graph_runs: Counter = Counter()
+        # encoder layers run (x utterances), as asr_inference counts them with hooks
+        self.layers_computed = 0
+        self._span = {g["exit_layer"]: g["exit_layer"] - g["from_layer"]
+                      for g in manifest["graphs"] if "exit_layer" in g}
+
+    # ------------------------------------------------------------------ pieces
+    def bytes_up_to_exit(self, layer: int) -> int:
+        """What a device must ship to run up to exit ``layer``: front end + segments to it."""
+        names = ["front_end"] + [f"exit{k}" for k in self.exit_layers if k <= layer]
+        return sum(self.graph_files[n].stat().st_size for n in names) + \
+            (self.model_dir / self.manifest["features"]["file"]).stat().st_size
+
+    def _run(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        self.graph_runs[name] += 1
+        return self.sessions[name].run(None, feeds)
+
+    def batch_features(self, waveforms: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        """(B, T, n_mels) zero-padded log-mel features and (B,) frames, utterance by utterance."""
+        feats = [self.features(w) for w in waveforms]
+        lengths = np.array([f.shape[0] for f in feats], dtype=np.int64)
+        batch = np.zeros((len(feats), int(lengths.max()), feats[0].shape[1]), dtype=np.float32)
+        for i, f in enumerate(feats):
+            batch[i, : f.shape[0]] = f
+        return batch, lengths
+
+    def front_end(self, waveforms: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
+        """The input of layer 1: ``{"hidden": (B, T', D), "lengths": (B,)}`` and, for layers with
+        relative positions, ``"pos_emb"`` (1, P, D)."""
+        feats, lengths = self.batch_features(waveforms)
+        outputs = self._run("front_end", {"feats": feats, "feats_lengths": lengths})
+        return dict(zip(self.carried_names, outputs))
+
+    def segment(self, layer: int, carried: Dict[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+        """Run the layers up to exit ``layer``: the next segment's input and exit ``layer``'s CTC
+        log-posteriors (B, T', V)."""
+        hidden, log_probs = self._run(f"exit{layer}", carried)
+        self.layers_computed += self._span[layer] * hidden.shape[0]
+        return {**carried, "hidden": hidden}, log_probs
+
+    def iter_exits(self, waveforms: Sequence[np.ndarray]) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
+        """``(layer, log_probs (B, T', V), lengths (B,))`` at every exit, shallow first; stop
+        iterating and no further segment runs."""
+        carried = self.front_end(waveforms)
+        for layer in self.exit_layers:
+            carried, log_probs = self.segment(layer, carried)
+            yield layer, log_probs, carried["lengths"]
+
+    @staticmethod
+    def select(carried: Dict[str, np.ndarray], keep: np.ndarray) -> Dict[str, np.ndarray]:
+        """Keep the utterances ``keep`` and cut the frames beyond the longest of them, as
+        :meth:`espnet_eexit.encoder.early_exit.EncoderState.select` does."""
+        lengths = carried["lengths"][keep]
+        t_max = int(lengths.max())
+        out = {"hidden": carried["hidden"][keep, :t_max], "lengths": lengths}
+        if "pos_emb" in carried:
+            pos_emb, steps = carried["pos_emb"], carried["hidden"].shape[1]
+            if pos_emb.shape[1] == 2 * steps - 1:  # relative offsets -(T-1)..T-1, centred on 0
+                centre = pos_emb.shape[1] // 2
+                pos_emb = pos_emb[:, centre - t_max + 1: centre + t_max]
+            else:
+                pos_emb = pos_emb[:, :t_max]
+            out["pos_emb"] = pos_emb
+        return out
+
+    def policy(self, policy: Union[str, ExitPolicy, None]) -> ExitPolicy:
+        """A bound policy from a spec (``entropy:0.3``, ``fixed:6``, ``budget:40ms`` ...)."""
+        if policy is None:
+            policy = "fixed"
+        if isinstance(policy, str):
+            policy = parse_policy_spec(policy)
+        return policy.bind(self.exit_layers, self.num_layers)
+
+    def decode(self, log_probs: np.ndarray) -> Tuple[str, List[int]]:
+        """Greedy CTC text of one utterance's (T', V) log-posteriors."""
+        ids = ctc_greedy(log_probs, self.blank_id)
+        return self.tokens_to_text([self.token_list[i] for i in ids]), ids
+
+    # ------------------------------------------------------------------ the early-exit loop
+    def transcribe(self, waveforms: Sequence[np.ndarray],
+                   policy: Union[str, ExitPolicy, None] = None) -> List[RuntimeResult]:
+        """Transcribe a batch of 1-D waveforms (at the model's ``fs``), each from the exit
+        ``policy`` picks (default: the last exit)."""
+        policy = self.policy(policy)
+        clock = Stopwatch()
+        carried = self.front_end(waveforms)
+        front_end_s = clock.elapsed()
+        running = np.arange(len(waveforms))  # batch positions still in the encoder
+        results: List[Optional[RuntimeResult]] = [None] * len(waveforms)
+        for i, layer in enumerate(self.exit_layers):
+            carried, log_probs = self.segment(layer, carried)
+            lengths = carried["lengths"]
+            is_last = i == len(self.exit_layers) - 1
+            point = ExitPoint(
+                layer=layer, next_layer=None if is_last else self.exit_layers[i + 1],
+                num_layers=self.num_layers,
+                log_probs=log_probs if policy.needs_posteriors else None, lengths=lengths,
+                elapsed_s=clock.elapsed(), front_end_s=front_end_s, blank_id=self.blank_id,
+            )
+            stop, confidence = policy.decide(point)
+            stop = np.ones(len(lengths), dtype=bool) if is_last else np.asarray(stop, dtype=bool)
+            for j in np.flatnonzero(stop):
+                text, ids = self.decode(log_probs[j, : lengths[j]])
+                results[running[j]] = RuntimeResult(text, ids, layer, float(confidence[j]))
+            keep = np.flatnonzero(~stop)
+            if keep.size == 0:
+                break
+            carried = self.select(carried, keep)
+            running = running[keep]
+        return results  # type: ignore[return-value]

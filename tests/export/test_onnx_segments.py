@@ -1,0 +1,79 @@
+"""The exporter: one graph per exit span, a manifest, int8, and clear refusals."""
+import json
+import subprocess
+import sys
+
+import onnx
+import pytest
+
+from conftest import build_model
+from espnet_eexit.errors import EarlyExitConfigError
+from exported_models import export, tiny_model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    model = tiny_model("conformer", tmp)
+    return model, export(model, tmp / "onnx", quantize="int8")
+
+
+def test_one_checked_graph_per_exit_span_and_a_manifest(exported):
+    model, out = exported
+    manifest = json.loads((out / "model.json").read_text())
+    assert manifest["exit_layers"] == model.exit_layers == [2, 4, 6]
+    assert manifest["num_layers"] == 6 and manifest["blank_id"] == model.blank_id
+    spans = [(g["from_layer"], g["exit_layer"]) for g in manifest["graphs"][1:]]
+    assert manifest["graphs"][0]["name"] == "front_end" and spans == [(0, 2), (2, 4), (4, 6)]
+    for graph in manifest["graphs"]:
+        proto = onnx.load(str(out / graph["file"]))
+        onnx.checker.check_model(proto)
+        assert graph["bytes"] == (out / graph["file"]).stat().st_size
+        names = [i.name for i in proto.graph.input]
+        if graph["name"] == "front_end":
+            assert names == ["feats", "feats_lengths"]
+        else:  # relative positions travel from the front end; segments rebuild the mask only
+            assert names == ["hidden", "pos_emb", "lengths"]
+            assert [o.name for o in proto.graph.output] == ["hidden_out", "log_probs"]
+            # batch and time are dynamic
+            dims = proto.graph.input[0].type.tensor_type.shape.dim
+            assert dims[0].dim_param and dims[1].dim_param
+
+
+def test_segments_do_not_store_the_positional_table(exported):
+    """The sinusoid table (5000 positions) lives in the front end only: a segment of 2 tiny layers
+    is smaller than the table alone would be."""
+    model, out = exported
+    manifest = json.loads((out / "model.json").read_text())
+    table_bytes = model.encoder.embed.out[-1].pe.numel() * 4
+    for graph in manifest["graphs"][1:]:
+        assert graph["bytes"] < table_bytes
+
+
+def test_int8_graphs_are_quantised(exported):
+    _, out = exported
+    for graph in json.loads((out / "model.json").read_text())["graphs"][1:]:
+        ops = {n.op_type for n in onnx.load(str(out / graph["int8_file"])).graph.node}
+        assert "DynamicQuantizeLinear" in ops and "MatMulInteger" in ops, ops
+        assert graph["int8_bytes"] < graph["bytes"]
+
+
+def test_what_cannot_run_is_refused_with_one_clear_error(tmp_path, tiny_whisper_dir):
+    from espnet_eexit.export.onnx_segments import export_model
+
+    aed = build_model(decoder="transformer", decoder_conf=dict(num_blocks=1, linear_units=32, attention_heads=2),
+                      model_conf=dict(ctc_weight=0.0))
+    with pytest.raises(EarlyExitConfigError, match="ctc_weight 0"):
+        export_model(aed, tmp_path, ["a"], 16000)
+    whisper = build_model(input_size=1, frontend=None, frontend_conf={}, normalize=None,
+                          encoder="eexit_whisper", encoder_conf=dict(whisper_model=tiny_whisper_dir))
+    with pytest.raises(EarlyExitConfigError, match="EarlyExitWhisperEncoder is not supported"):
+        export_model(whisper, tmp_path, ["a"], 16000)
+
+
+def test_cli_names_a_missing_checkpoint_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "espnet_eexit.bin.export_onnx", "--asr_train_config",
+                           str(tmp_path / "config.yaml"), "--asr_model_file", str(tmp_path / "m.pth"),
+                           "--output_dir", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"error: {tmp_path / 'config.yaml'}: no such file")
