@@ -28,6 +28,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", type=Path, required=True, help="where the graphs and model.json go")
     parser.add_argument("--quantize", choices=["none", "int8"], default="none",
                         help="also write dynamically int8-quantised graphs (*.int8.onnx)")
+    parser.add_argument("--default_policy", default="fixed",
+                        help="the runtime's policy when it is given none, e.g. entropy:0.3 (default: fixed = last exit)")
     return parser
 
 
@@ -53,7 +55,7 @@ def _export(cmd: Optional[List[str]] = None) -> None:
         manifest = export_model(
             model, args.output_dir, token_list=list(train_args.token_list), fs=model_sample_rate(config),
             token_type=train_args.token_type, bpemodel=Path(bpemodel) if bpemodel else None,
-            quantize=None if args.quantize == "none" else args.quantize,
+            quantize=None if args.quantize == "none" else args.quantize, default_policy=args.default_policy,
         )
     sizes = ", ".join(f"{g['file']} {g['bytes'] / 1e6:.2f} MB" for g in manifest["graphs"])
     logging.info("wrote %s/model.json: exits %s; %s", args.output_dir, manifest["exit_layers"], sizes)

@@ -174,12 +174,17 @@ def export_model(
     token_type: str = "char",
     bpemodel: Optional[Path] = None,
     quantize: Optional[str] = None,
+    default_policy: str = "fixed",
 ) -> dict:
     """Write the graphs, feature arrays and manifest of ``model`` into ``output_dir``.
 
-    Returns the manifest.
+    ``default_policy`` (a spec such as ``entropy:0.3``, checked against the model's exits) is what
+    the runtime uses when it is given none. Returns the manifest.
     """
     check_exportable(model)
+    from espnet_eexit.exit_policy import parse_policy_spec
+
+    parse_policy_spec(default_policy).bind(model.exit_layers, model.encoder.num_layers)
     if quantize not in (None, "int8"):
         raise EarlyExitConfigError(f"--quantize {quantize}: only int8 is supported")
     output_dir = Path(output_dir)
@@ -248,6 +253,7 @@ def export_model(
         features=feature_settings(model.frontend, fs),
         graphs=graphs,
         quantized=quantize,
+        default_policy=default_policy,
     )
     (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

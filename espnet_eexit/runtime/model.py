@@ -181,9 +181,10 @@ class EarlyExitRuntime:
         return out
 
     def policy(self, policy: Union[str, ExitPolicy, None]) -> ExitPolicy:
-        """A bound policy from a spec (``entropy:0.3``, ``fixed:6``, ``budget:40ms`` ...)."""
+        """A bound policy from a spec (``entropy:0.3``, ``fixed:6``, ``budget:40ms`` ...); None =
+        the export's ``default_policy``."""
         if policy is None:
-            policy = "fixed"
+            policy = self.manifest.get("default_policy", "fixed")
         if isinstance(policy, str):
             policy = parse_policy_spec(policy)
         return policy.bind(self.exit_layers, self.num_layers)
@@ -197,7 +198,7 @@ class EarlyExitRuntime:
     def transcribe(self, waveforms: Sequence[np.ndarray],
                    policy: Union[str, ExitPolicy, None] = None) -> List[RuntimeResult]:
         """Transcribe a batch of 1-D waveforms (at the model's ``fs``), each from the exit
-        ``policy`` picks (default: the last exit)."""
+        ``policy`` picks (default: the export's ``default_policy``, else the last exit)."""
         policy = self.policy(policy)
         clock = Stopwatch()
         carried = self.front_end(waveforms)

@@ -26,7 +26,8 @@ from espnet_eexit.errors import EarlyExitConfigError
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", type=Path, required=True, help="export_onnx's output directory")
-    parser.add_argument("--policy", default="fixed", help="exit policy spec (default: fixed = last exit)")
+    parser.add_argument("--policy", default=None,
+                        help="exit policy spec (default: the export's default_policy, fixed = last exit unless set)")
     parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     parser.add_argument("--num_threads", type=int, default=1, help="onnxruntime intra-op threads")
     parser.add_argument("--batch_size", type=int, default=1)

@@ -249,3 +249,38 @@ def test_pretrained_wav2vec2_backbone_runs_stages_10_to_13(trained_recipe, tmp_p
     info = (trained_recipe / exp / decode / "train" / "policy_entropy_0.5" / "exit_info").read_text()
     assert "utterances 40" in info
 
+
+
+def test_stage_15_exports_and_the_runtime_matches_pytorch_greedy(trained_recipe, monkeypatch):
+    """Stage 15 exports the trained model to ONNX segments, decodes every exit and the policies with
+    the torch-free runtime (fp32 and int8) and scores them; fp32 transcripts equal PyTorch's greedy
+    CTC decoding of the same exit."""
+    run(trained_recipe, "--stage", "15", "--stop_stage", "15", "--exit_policies", "entropy:1.0 max_posterior:1.0")
+    monkeypatch.chdir(trained_recipe)
+    import soundfile
+
+    from espnet_eexit.inference import EarlyExitSpeech2Text
+
+    manifest = (trained_recipe / EXP / "onnx" / "model.json").read_text()
+    assert '"exit_layers": [\n  2,\n  4,\n  6\n ]' in manifest
+    test_keys = read_keys(trained_recipe / "data/test/text")
+    wavs = dict(line.split() for line in (trained_recipe / "dump/raw/test/wav.scp").read_text().splitlines())
+    for k in (2, 4, 6):
+        s2t = EarlyExitSpeech2Text(asr_train_config=f"{EXP}/config.yaml", asr_model_file=f"{EXP}/valid.loss.ave.pth",
+                                   exit_layer=k, ctc_weight=1.0, ctc_greedy=True, device="cpu")
+        runtime_text = dict((line.split(" ", 1) + [""])[:2] for line in
+                            (trained_recipe / EXP / "onnx_runtime_fp32/test" / f"exit{k}" / "text").read_text().splitlines())
+        assert sorted(runtime_text) == test_keys
+        for key in test_keys:
+            speech, _ = soundfile.read(wavs[key], dtype="float32")
+            assert runtime_text[key] == (s2t(torch.tensor(speech))[0][0] or "").strip(), (k, key)
+        for precision in ("fp32", "int8"):
+            assert "Sum/Avg" in (trained_recipe / EXP / f"onnx_runtime_{precision}/test/exit{k}/score_wer/result.txt").read_text()
+    # the policies stop where they stop in PyTorch: entropy <= 1 at the first exit, max_posterior >= 1 never
+    for run_dir, layer in (("policy_entropy_1.0", 2), ("policy_max_posterior_1.0", 6)):
+        exits = (trained_recipe / EXP / "onnx_runtime_fp32/test" / run_dir / "exit").read_text().split("\n")
+        assert {int(line.split()[1]) for line in exits if line} == {layer}
+    md = (trained_recipe / "RESULTS.md").read_text()
+    for precision in ("fp32", "int8"):
+        section = md[md.index(f"asr_eexit_conformer_mini: ONNX runtime {precision}"):]
+        results_rows(section, {2: "0.33", 4: "0.67", 6: "1.00"}, 4)

@@ -232,3 +232,15 @@ def test_cli_refuses_in_one_line(conformer, tmp_path):
         proc = run_cli(*args)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert message in proc.stderr
+
+
+def test_the_exports_default_policy_applies_when_none_is_given(tmp_path):
+    from espnet_eexit.export.onnx_segments import export_model
+
+    model = tiny_model("transformer", tmp_path)
+    with pytest.raises(EarlyExitConfigError, match="--exit_layer 3 is not an exit of this model"):
+        export_model(model, tmp_path / "bad", list(TOKENS), 16000, default_policy="fixed:3")
+    export_model(model, tmp_path / "onnx", list(TOKENS), 16000, default_policy="fixed:4")
+    runtime = EarlyExitRuntime(tmp_path / "onnx")
+    assert [r.exit_layer for r in runtime.transcribe(waveforms())] == [4, 4, 4]
+    assert [r.exit_layer for r in runtime.transcribe(waveforms(), "fixed")] == [6, 6, 6]
