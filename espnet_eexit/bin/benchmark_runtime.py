@@ -19,7 +19,6 @@ Timings interleave the exits step by step, so drift hits every exit alike.
 """
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,15 +27,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
-
-
-def median_ms(fn: Callable[[], object], steps: int) -> float:
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def interleaved_ms(fns: Dict[str, Callable[[], object]], steps: int) -> Dict[str, float]:

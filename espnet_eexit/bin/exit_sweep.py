@@ -180,31 +180,66 @@ def plot(path: Path, rows: Sequence[SweepPoint], title: str) -> None:
     plt.close(fig)
 
 
+def _curve(points: Sequence[SweepPoint]):
+    """(depths, WERs) sorted by depth, WERs at one depth averaged: the curve the plot draws."""
+    by_depth: Dict[float, List[float]] = {}
+    for r in points:
+        by_depth.setdefault(round(r.avg_depth, 9), []).append(r.wer)
+    depths = np.array(sorted(by_depth))
+    return depths, np.array([np.mean(by_depth[d]) for d in depths])
+
+
+def area_vs_fixed(rows: Sequence[SweepPoint], policy: str) -> Optional[float]:
+    """Area between ``policy``'s WER-vs-depth curve and the fixed exits' (both piecewise linear),
+    over the depths both cover, divided by that depth range: the mean WER difference (absolute
+    points) at equal average depth. Negative = the policy beats stopping everyone at one depth.
+    None when the two curves share no depth range."""
+    fd, fw = _curve([r for r in rows if r.policy == "fixed"])
+    pd, pw = _curve([r for r in rows if r.policy == policy])
+    if len(fd) == 0 or len(pd) == 0:
+        return None
+    lo, hi = max(fd[0], pd[0]), min(fd[-1], pd[-1])
+    if hi - lo < 1e-9:
+        return None
+    # both curves are linear between their points: their difference is linear between the union
+    grid = np.unique(np.concatenate([[lo, hi], fd[(fd > lo) & (fd < hi)], pd[(pd > lo) & (pd < hi)]]))
+    gap = np.interp(grid, pd, pw) - np.interp(grid, fd, fw)
+    area = float(np.sum((gap[1:] + gap[:-1]) / 2 * np.diff(grid)))
+    return area / (hi - lo)
+
+
 def operating_points(rows: Sequence[SweepPoint], margin: float):
-    """Per policy: the cheapest point whose WER <= last-exit WER + margin (None if none)."""
+    """The last exit's point; per policy, the cheapest point whose WER <= last-exit WER + margin
+    (None if none); per policy, :func:`area_vs_fixed`."""
     fixed = [r for r in rows if r.policy == "fixed"]
     last = max(fixed, key=lambda r: r.threshold)
-    best = {}
+    best, areas = {}, {}
     for policy in list(CONFIDENCE_POLICIES) + ["oracle"]:
         ok = [r for r in rows if r.policy == policy and r.wer <= last.wer + margin + 1e-9]
         best[policy] = min(ok, key=lambda r: (r.avg_depth, r.wer)) if ok else None
-    return last, best
+        areas[policy] = area_vs_fixed(rows, policy)
+    return last, best, areas
 
 
 def markdown(tables, margin: float, title: str) -> str:
     lines = [f"### {title}", "",
              f"Cheapest threshold whose WER is within +{margin:g} (absolute) of the last exit "
              "(exit_sweep.tsv; depth = mean layers computed / L).", "",
-             "| test set | policy | threshold | avg depth | mean exit | WER | last-exit WER |",
-             "|---|---|---|---|---|---|---|"]
-    for test, (last, best) in tables.items():
+             "Layers saved = 1 - avg depth. vs fixed = the area between the policy's WER-vs-depth "
+             "curve and the fixed exits' (linear between exits) over the depths both cover, per unit "
+             "of depth: the mean WER difference at equal depth (negative = better than a fixed depth).",
+             "",
+             "| test set | policy | threshold | avg depth | layers saved | mean exit | WER | last-exit WER | vs fixed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for test, (last, best, areas) in tables.items():
         for policy, r in best.items():
+            area = "-" if areas.get(policy) is None else f"{areas[policy]:+.2f}"
             if r is None:
-                lines.append(f"| {test} | {policy} | none reaches it | - | - | - | {last.wer:.1f} |")
+                lines.append(f"| {test} | {policy} | none reaches it | - | - | - | - | {last.wer:.1f} | {area} |")
             else:
                 thr = f"{int(r.threshold)} words" if policy == "oracle" else f"{r.threshold:.4g}"
-                lines.append(f"| {test} | {policy} | {thr} | {r.avg_depth:.3f} | {r.mean_exit:.2f} "
-                             f"| {r.wer:.1f} | {last.wer:.1f} |")
+                lines.append(f"| {test} | {policy} | {thr} | {r.avg_depth:.3f} | {1 - r.avg_depth:.3f} "
+                             f"| {r.mean_exit:.2f} | {r.wer:.1f} | {last.wer:.1f} | {area} |")
     return "\n".join(lines) + "\n"
 
 

@@ -58,7 +58,7 @@ def test_sweep_points_fixed_exits_and_oracle(decoded, tmp_path):
     oracle0 = next(r for r in table if r["policy"] == "oracle" and r["threshold"] == "0")
     assert float(oracle0["wer"]) <= fixed[6] and float(oracle0["mean_exit"]) == pytest.approx(3.5)
     text = md.read_text()
-    assert "| test | entropy |" in text and "| 0.583 | 3.50 | 6.2 | 6.2 |" in text
+    assert "| test | entropy |" in text and "| 0.583 | 0.417 | 3.50 | 6.2 | 6.2 |" in text
     assert (dec / "exit_sweep.png").stat().st_size > 1000
 
 
@@ -120,6 +120,31 @@ def test_sweeping_another_test_set_keeps_the_earlier_sets_rows(decoded, tmp_path
     text = md.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| dev |") or line.startswith("| test |")]
     assert {r.split(" | ")[0] for r in rows} == {"| dev", "| test"}
-    assert all(r.endswith("| 6.2 |") for r in rows if r.startswith("| test |"))  # test's last exit
-    assert all(r.endswith("| 0.0 |") for r in rows if r.startswith("| dev |"))
+    # the last-exit WER column (before "vs fixed"): every row of a set shows that set's
+    assert {(r.split(" | ")[0], r.split(" | ")[-2]) for r in rows} == {("| test", "6.2"), ("| dev", "0.0")}
     assert text.count("### exit policy sweep") == 1
+
+
+def test_area_vs_fixed_on_curves_with_a_known_answer():
+    """Fixed exits at depths 1/3, 2/3, 1 with WER 30, 20, 10 (a straight line). A policy 2 points
+    better at every depth from 1/3 to 1 has area -2 per unit depth; one that is 3 better on the
+    first half of its range and 1 worse on the second half averages -1. A policy confined to one
+    depth has no area."""
+    P = exit_sweep.SweepPoint
+
+    def fixed():
+        return [P("fixed", k, k / 3, k, 40 - 10 * k, 0, 0) for k in (1, 2, 3)]
+
+    better = [P("entropy", t, d, 0, 40 - 30 * d - 2, 0, 0) for t, d in enumerate((1 / 3, 0.5, 0.8, 1.0))]
+    assert exit_sweep.area_vs_fixed(fixed() + better, "entropy") == pytest.approx(-2.0)
+    # depth 0.4 .. 0.8: gap -3 at 0.4, -3 at 0.6, +1 at 0.6+ ... piecewise: -3 on [0.4, 0.6), +1 on (0.6, 0.8]
+    mixed = [P("max_posterior", 0, 0.4, 0, 40 - 30 * 0.4 - 3, 0, 0), P("max_posterior", 1, 0.6, 0, 40 - 18 - 3, 0, 0),
+             P("max_posterior", 2, 0.6, 0, 40 - 18 + 1, 0, 0), P("max_posterior", 3, 0.8, 0, 40 - 24 + 1, 0, 0)]
+    # at depth 0.6 the two points average to -1: the curve is -3 -> -1 -> +1, linear: mean -1
+    assert exit_sweep.area_vs_fixed(fixed() + mixed, "max_posterior") == pytest.approx(-1.0)
+    assert exit_sweep.area_vs_fixed(fixed() + [P("oracle", 0, 0.5, 0, 1.0, 0, 0)], "oracle") is None
+    last, best, areas = exit_sweep.operating_points(fixed() + better, margin=0.5)
+    # within +0.5 of the last exit (WER 10): only the policy's deepest point (WER 8)
+    assert best["entropy"].avg_depth == pytest.approx(1.0) and areas["entropy"] == pytest.approx(-2.0)
+    md = exit_sweep.markdown({"test": (last, best, areas)}, 0.5, "t")
+    assert "| test | entropy | 3 | 1.000 | 0.000 | 0.00 | 8.0 | 10.0 | -2.00 |" in md

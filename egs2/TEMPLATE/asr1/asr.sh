@@ -783,6 +783,18 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
             done
             # shellcheck disable=SC2086
             scripts/score_sclite.sh --python "${python}" ${_opts} "${data_feats}/${dset}" ${dirs}
+            # the same exit decoded by PyTorch in stage 12 (identical text expected with greedy CTC)
+            for k in ${exit_layers}; do
+                _pt=${asr_exp}/${inference_tag}/${dset}/exit${k}/text
+                [ -f "${_pt}" ] || continue
+                log "  ${precision} ${dset} exit ${k}: $(${python} - "${_pt}" "${_rt_dir}/${dset}/exit${k}/text" <<'PYEOF'
+import sys
+a, b = ({(l.split(maxsplit=1) + [""])[0]: " ".join(l.split()[1:]) for l in open(f, encoding="utf-8")} for f in sys.argv[1:])
+same = sum(a[k] == b.get(k) for k in a)
+print(f"{same}/{len(a)} hypotheses identical to stage 12's (PyTorch)")
+PYEOF
+)"
+            done
         done
         ${python} -m espnet_eexit.bin.exit_results "${_rt_dir}" --num_layers "${num_layers}" \
             --title "${asr_exp##*/}: ONNX runtime ${precision} (greedy CTC)" \
