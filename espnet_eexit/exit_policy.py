@@ -12,6 +12,8 @@ name               confidence at an exit (per utterance)                stops wh
 ``max_posterior``  mean over frames of max_v p_t(v), in [1/V, 1]        value >= threshold
 ``nbest_posterior`` posterior of the best of the N-best CTC prefix-beam  value >= threshold
                    hypotheses: softmax over their log-probabilities
+``agreement``      how many consecutive exits, ending here, produced     value >= threshold
+                   the same greedy CTC hypothesis (patience, PABEE)       (the patience p)
 ``budget``         none; the deepest exit that fits a compute budget     relative depth or ms
 =================  ===================================================  ===================
 
@@ -47,6 +49,8 @@ class ExitPoint:
         front_end_s: the part of ``elapsed_s`` spent in the front end (features, subsampling
             input): the budget policy projects the next exit's time from the layers' time alone.
         blank_id: the CTC blank's index in the model's token list.
+        utterances: (B,) each running utterance's position in the batch the decoding started
+            with (``None`` = 0..B-1): policies that keep a history per utterance key on it.
     """
 
     layer: int
@@ -57,6 +61,7 @@ class ExitPoint:
     elapsed_s: float = 0.0
     front_end_s: float = 0.0
     blank_id: int = 0
+    utterances: Optional[np.ndarray] = None
 
 
 def _masked_frame_mean(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -158,6 +163,26 @@ def _logaddexp(a: float, b: float) -> float:
         return a
     m = max(a, b)
     return m + math.log1p(math.exp(-abs(a - b)))
+
+
+def ctc_greedy_ids(log_probs, blank: int) -> Tuple[int, ...]:
+    """The best path of one utterance's (T, V) CTC posteriors: frame argmax, repeats merged,
+    blanks dropped."""
+    best = np.asarray(log_probs).argmax(-1)
+    if best.size == 0:
+        return ()
+    keep = np.ones(best.shape, dtype=bool)
+    keep[1:] = best[1:] != best[:-1]
+    best = best[keep]
+    return tuple(best[best != blank].tolist())
+
+
+def agreement_count(hypothesis: Tuple[int, ...], previous: Optional[Tuple[Tuple[int, ...], int]]) -> int:
+    """How many consecutive exits, ending with this one, gave ``hypothesis``; ``previous`` is the
+    previous exit's ``(hypothesis, count)`` (None at the first exit)."""
+    if previous is not None and previous[0] == hypothesis:
+        return previous[1] + 1
+    return 1
 
 
 def nbest_posterior(scores: Sequence[float]) -> float:
@@ -304,6 +329,41 @@ class NBestPosteriorExit(ExitPolicy):
         return f"{super().describe()} nbest={self.nbest}"
 
 
+class AgreementExit(ExitPolicy):
+    """Patience (PABEE-style): stop when the greedy CTC hypotheses of the last ``threshold``
+    consecutive exits are the same (``threshold`` = the patience p >= 2).
+
+    Its value at an exit is :func:`agreement_count`. It keeps each running utterance's last
+    hypothesis between exits (keyed by ``ExitPoint.utterances``) and starts afresh at the first exit.
+    """
+
+    name = "agreement"
+    threshold_range = (2.0, math.inf)
+
+    def check_options(self):
+        self._check_threshold()
+
+    def bind(self, exit_layers, num_layers):
+        super().bind(exit_layers, num_layers)
+        self._first_exit = exit_layers[0]
+        self._previous: Dict[int, Tuple[Tuple[int, ...], int]] = {}
+        return self
+
+    def decide(self, point):
+        if point.layer == self._first_exit:
+            self._previous = {}
+        log_probs, lengths = np.asarray(point.log_probs), np.asarray(point.lengths)
+        utterances = np.arange(len(lengths)) if point.utterances is None else np.asarray(point.utterances)
+        counts = []
+        for lp, n, utt in zip(log_probs, lengths, utterances.tolist()):
+            hyp = ctc_greedy_ids(lp[: int(n)], point.blank_id)
+            count = agreement_count(hyp, self._previous.get(utt))
+            self._previous[utt] = (hyp, count)
+            counts.append(count)
+        value = np.asarray(counts, dtype=np.float64)
+        return value >= self.threshold, value
+
+
 class BudgetExit(ExitPolicy):
     """The deepest exit that fits a per-utterance compute budget.
 
@@ -353,11 +413,12 @@ class BudgetExit(ExitPolicy):
 
 
 EXIT_POLICIES: Dict[str, Type[ExitPolicy]] = {
-    cls.name: cls for cls in (FixedExit, EntropyExit, MaxPosteriorExit, NBestPosteriorExit, BudgetExit)
+    cls.name: cls for cls in (FixedExit, EntropyExit, MaxPosteriorExit, NBestPosteriorExit, AgreementExit,
+                              BudgetExit)
 }
 
 #: policies whose confidence can be recorded at every exit and thresholded afterwards (sweep)
-CONFIDENCE_POLICIES = ("entropy", "max_posterior", "nbest_posterior")
+CONFIDENCE_POLICIES = ("entropy", "max_posterior", "nbest_posterior", "agreement")
 
 
 def build_exit_policy(
@@ -388,7 +449,7 @@ def build_exit_policy(
 def parse_policy_spec(spec: str, nbest: int = 8) -> ExitPolicy:
     """A policy from ``name:value`` (recipes' ``--exit_policies``, the runtime's ``--policy``).
 
-    ``entropy:0.2``, ``max_posterior:0.9``, ``nbest_posterior:0.9`` (threshold), ``fixed:6`` (the
+    ``entropy:0.2``, ``max_posterior:0.9``, ``nbest_posterior:0.9``, ``agreement:2`` (threshold), ``fixed:6`` (the
     exit layer; ``fixed`` alone = the last exit), ``budget:0.5`` (relative depth) or
     ``budget:40ms`` (encoder wall time).
     """

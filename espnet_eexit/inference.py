@@ -29,6 +29,8 @@ from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_info import format_exit_info, summarise
 from espnet_eexit.exit_policy import (
     ExitPolicy,
+    agreement_count,
+    ctc_greedy_ids,
     ctc_prefix_beam_search,
     mean_max_posterior,
     mean_normalised_entropy,
@@ -51,6 +53,7 @@ class ExitConfidences(NamedTuple):
     entropy: float
     max_posterior: float
     nbest_posterior: float
+    agreement: float  # consecutive exits ending here with the same greedy CTC hypothesis
 
 
 class EarlyExitSpeech2Text(Speech2Text):
@@ -218,30 +221,41 @@ class EarlyExitSpeech2Text(Speech2Text):
         model = self.asr_model
         speech, speech_lengths = speech.to(self.device), speech_lengths.to(self.device)
         results: Dict[int, List[Tuple[ExitConfidences, Results]]] = {}
+        previous: Dict[int, Tuple[Tuple[int, ...], int]] = {}  # utterance -> (greedy hyp, agreement)
         for out in model.encode_exits(speech, speech_lengths):
             head = model.ctc_for_exit(out.layer)
             log_probs = head.log_softmax(out.hidden) if head is not None else None
             per_utt = []
             for b in range(out.hidden.size(0)):
                 n = int(out.lengths[b])
-                confidences = self.confidences(log_probs[b, :n] if log_probs is not None else None)
+                confidences, previous[b] = self.confidences(
+                    log_probs[b, :n] if log_probs is not None else None, previous.get(b))
                 per_utt.append((confidences, self._decode_from(out.layer, out.hidden[b, :n])))
             results[out.layer] = per_utt
         self.utterances += speech.size(0)
         return results
 
-    def confidences(self, log_probs: Optional[torch.Tensor]) -> ExitConfidences:
-        """Every confidence measure of one utterance's (T', V) CTC log-posteriors."""
+    def confidences(
+        self, log_probs: Optional[torch.Tensor], previous: Optional[Tuple[Tuple[int, ...], int]] = None
+    ) -> Tuple[ExitConfidences, Optional[Tuple[Tuple[int, ...], int]]]:
+        """Every confidence measure of one utterance's (T', V) CTC log-posteriors at an exit.
+
+        ``previous`` is what this returned for the utterance at the previous exit (None at the
+        first): the agreement count continues from it. Returns the confidences and that state.
+        """
         if log_probs is None or log_probs.size(0) == 0:
-            return ExitConfidences(math.nan, math.nan, math.nan)
+            return ExitConfidences(math.nan, math.nan, math.nan, math.nan), None
         log_probs = log_probs.float().cpu().numpy()  # the policies' maths is numpy
         lengths = np.array([log_probs.shape[0]])
         hyps = ctc_prefix_beam_search(log_probs, self.confidence_nbest, blank=self.blank_id)
+        greedy = ctc_greedy_ids(log_probs, self.blank_id)
+        agreement = agreement_count(greedy, previous)
         return ExitConfidences(
             entropy=float(mean_normalised_entropy(log_probs[None], lengths)[0]),
             max_posterior=float(mean_max_posterior(log_probs[None], lengths)[0]),
             nbest_posterior=nbest_posterior([score for _, score in hyps]),
-        )
+            agreement=float(agreement),
+        ), (greedy, agreement)
 
     # ------------------------------------------------------------------ bookkeeping
     def exit_summary(self) -> str:

@@ -292,6 +292,7 @@ class EarlyExitASRModel(ESPnetASRModel):
                 elapsed_s=clock.elapsed(),
                 front_end_s=front_end_s,
                 blank_id=self.blank_id,
+                utterances=running.numpy(),
             )
             stop, confidence = policy.decide(point)
             stop = torch.from_numpy(np.asarray(stop, dtype=bool))

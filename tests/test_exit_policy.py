@@ -93,7 +93,7 @@ def test_prefix_beam_search_equals_summing_every_alignment():
         (dict(name="fixed", exit_layer=3), r"--exit_layer 3 is not an exit of this model; its exits are \[2, 4, 6\]"),
         (dict(name="fixed", exit_layer=2, threshold=0.5), r"fixed takes --exit_layer, not --exit_threshold"),
         (dict(name="entropy", threshold=0.5, exit_layer=2), r"--exit_layer is only for --exit_policy fixed"),
-        (dict(name="smallest"), r"unknown exit policy 'smallest'; choose one of \['budget', 'entropy', 'fixed', 'max_posterior', 'nbest_posterior'\]"),
+        (dict(name="smallest"), r"unknown exit policy 'smallest'; choose one of \['agreement', 'budget', 'entropy', 'fixed', 'max_posterior', 'nbest_posterior'\]"),
     ],
 )
 def test_bad_policy_values_are_clear_errors(kwargs, message):
@@ -342,11 +342,18 @@ def test_cli_all_exits_writes_every_exit_and_confidences(ctc_files, tmp_path, gr
     wav_scp = _wav_dir(tmp_path)
     out = tmp_path / "all"
     _cli(ctc_files, wav_scp, out, "--all_exits", "true", "--batch_size", "3", "--ctc_greedy", greedy)
+    previous = None
     for k in (2, 4, 6):
         conf = [line.split() for line in (out / f"exit{k}" / "confidence").read_text().splitlines()]
-        assert [c[0] for c in conf] == ["utt0", "utt1", "utt2"] and all(len(c) == 4 for c in conf)
+        assert [c[0] for c in conf] == ["utt0", "utt1", "utt2"] and all(len(c) == 5 for c in conf)
         tokens = (out / f"exit{k}" / "1best_recog" / "token").read_text().splitlines()
         assert [t.split()[0] for t in tokens] == ["utt0", "utt1", "utt2"]
+        agreement = [int(float(c[4])) for c in conf]
+        if greedy == "true":  # the tokens are the greedy hypotheses the agreement counts compare
+            expected = [1] * 3 if previous is None else [
+                n + 1 if t.split()[1:] == pt.split()[1:] else 1 for t, (pt, n) in zip(tokens, previous)]
+            assert agreement == expected
+        previous = list(zip(tokens, agreement))
 
 
 def _bad_audio_list(tmp_path):
@@ -445,3 +452,33 @@ def test_nbest_posterior_uses_the_models_blank():
         assert value.item() == pytest.approx(nbest_posterior([s for _, s in hyps]))
         values.append(value.item())
     assert values[0] != pytest.approx(values[1])
+
+
+def test_agreement_counts_exits_in_a_row_with_the_same_greedy_hypothesis():
+    """Two utterances, exits 2/4/6, greedy hypotheses: utt0 'ab', 'ab', 'b' and utt1 'ab', 'b', 'b'.
+    With patience 2, utt0 stops at exit 4 (two in a row), leaves the batch, and utt1 (now alone at
+    batch position 0, utterance 1) stops at exit 6 with its own count, not utt0's."""
+    import numpy as np
+
+    from espnet_eexit.exit_policy import AgreementExit, ctc_greedy_ids
+
+    def frames(labels):  # one-hot-ish (T, V=4) log-posteriors, blank 0
+        lp = np.full((len(labels), 4), -9.0)
+        lp[np.arange(len(labels)), labels] = 0.0
+        return lp
+
+    ab, b = frames([1, 1, 0, 2]), frames([0, 2, 2, 0])
+    assert ctc_greedy_ids(ab, 0) == (1, 2) and ctc_greedy_ids(b, 0) == (2,)
+    policy = AgreementExit(2).bind([2, 4, 6], 6)
+    lengths = np.array([4, 4])
+    stop, value = policy.decide(ExitPoint(2, 4, 6, np.stack([ab, ab]), lengths))
+    assert stop.tolist() == [False, False] and value.tolist() == [1, 1]
+    stop, value = policy.decide(ExitPoint(4, 6, 6, np.stack([ab, b]), lengths))
+    assert stop.tolist() == [True, False] and value.tolist() == [2, 1]
+    stop, value = policy.decide(ExitPoint(6, None, 6, b[None], lengths[:1], utterances=np.array([1])))
+    assert stop.tolist() == [True] and value.tolist() == [2]
+    # the next batch starts afresh at the first exit
+    stop, value = policy.decide(ExitPoint(2, 4, 6, b[None], lengths[:1]))
+    assert value.tolist() == [1]
+    with pytest.raises(EarlyExitConfigError, match="out of range for policy 'agreement'"):
+        build_exit_policy("agreement", threshold=1).check_options()

@@ -16,7 +16,7 @@ Every option of ``espnet2.bin.asr_inference`` works. Outputs (ESPnet's layout):
   computed per utterance, counted with hooks, share saved) and, for a policy,
   ``<output_dir>/exit`` (``utt layer confidence`` per utterance).
 * ``--all_exits``: ``<output_dir>/exit<k>/1best_recog/...`` for every exit k and
-  ``<output_dir>/exit<k>/confidence`` (``utt entropy max_posterior nbest_posterior``).
+  ``<output_dir>/exit<k>/confidence`` (``utt entropy max_posterior nbest_posterior agreement``).
 
 With a policy or ``--all_exits``, ``--batch_size`` may exceed 1: utterances that exit drop out of
 the batch and the rest go on.
@@ -48,7 +48,7 @@ from espnet_eexit.bin.cli import run_main
 from espnet_eexit.bin.show_exits import exits_of_config_file
 from espnet_eexit.datadir import read_kaldi_text
 from espnet_eexit.errors import EarlyExitConfigError
-from espnet_eexit.exit_policy import EXIT_POLICIES, build_exit_policy
+from espnet_eexit.exit_policy import CONFIDENCE_POLICIES, EXIT_POLICIES, build_exit_policy
 from espnet_eexit.inference import EarlyExitSpeech2Text, empty_results
 
 
@@ -142,6 +142,10 @@ def _write_nbest(writer: DatadirWriter, key: str, results, nbest: int) -> None:
             best["text"][key] = text
 
 
+# an exit<k>/confidence line for an utterance that was not decoded: '-' for every measure
+NO_CONFIDENCE = " ".join("-" for _ in CONFIDENCE_POLICIES)
+
+
 def _fmt(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.4f}"
 
@@ -188,7 +192,7 @@ def _own_loop(args, speech2text: EarlyExitSpeech2Text) -> None:
                     for k, w in writers.items():
                         _write_nbest(w, key, empty_results(args.nbest), args.nbest)
                         if args.all_exits:
-                            w["confidence"][key] = "- - -"
+                            w["confidence"][key] = NO_CONFIDENCE
                         else:
                             w["exit"][key] = f"{layers[0]} -"
             done += len(keys)
@@ -234,7 +238,7 @@ def _write_bad(args, bad: Dict[str, str], all_exits: bool, policy, layers: Optio
         layers = exits_of_config_file(Path(args.asr_train_config))[0]
     if all_exits:
         for k in layers:
-            append_empty_results(out / f"exit{k}", bad, args.nbest, {"confidence": "- - -"})
+            append_empty_results(out / f"exit{k}", bad, args.nbest, {"confidence": NO_CONFIDENCE})
     elif policy is not None:
         append_empty_results(out, bad, args.nbest, {"exit": f"{layers[0]} -"})
     else:

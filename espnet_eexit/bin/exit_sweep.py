@@ -46,16 +46,17 @@ class SweepPoint(NamedTuple):
 
 
 def read_confidence(path: Path) -> Dict[str, Dict[str, float]]:
-    """``utt entropy max_posterior nbest_posterior`` lines ('-' = not available -> NaN)."""
+    """``utt entropy max_posterior nbest_posterior agreement`` lines ('-' = not available -> NaN;
+    files written before ``agreement`` existed lack its column: NaN)."""
     out = {}
     for line in path.read_text().splitlines():
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 1 + len(CONFIDENCE_POLICIES):
+        if len(fields) not in (len(CONFIDENCE_POLICIES), 1 + len(CONFIDENCE_POLICIES)):
             raise ValueError(f"{path}: bad line {line!r} (expected utt + {len(CONFIDENCE_POLICIES)} values)")
-        out[fields[0]] = {p: (math.nan if v == "-" else float(v))
-                          for p, v in zip(CONFIDENCE_POLICIES, fields[1:])}
+        values = {p: (math.nan if v == "-" else float(v)) for p, v in zip(CONFIDENCE_POLICIES, fields[1:])}
+        out[fields[0]] = {p: values.get(p, math.nan) for p in CONFIDENCE_POLICIES}
     return out
 
 

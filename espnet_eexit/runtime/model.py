@@ -15,9 +15,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from espnet_eexit.errors import EarlyExitConfigError
-from espnet_eexit.exit_policy import ExitPoint, ExitPolicy, Stopwatch, parse_policy_spec
+from espnet_eexit.exit_policy import ExitPoint, ExitPolicy, Stopwatch, ctc_greedy_ids, parse_policy_spec
 from espnet_eexit.runtime.features import LogMelFeatures
-from espnet_eexit.runtime.text import TokensToText, ctc_greedy
+from espnet_eexit.runtime.text import TokensToText
 
 MANIFEST = "model.json"  # = espnet_eexit.export.onnx_segments.MANIFEST (that module needs torch)
 FORMAT = "espnet_eexit.onnx_segments"
@@ -191,7 +191,7 @@ class EarlyExitRuntime:
 
     def decode(self, log_probs: np.ndarray) -> Tuple[str, List[int]]:
         """Greedy CTC text of one utterance's (T', V) log-posteriors."""
-        ids = ctc_greedy(log_probs, self.blank_id)
+        ids = list(ctc_greedy_ids(log_probs, self.blank_id))
         return self.tokens_to_text([self.token_list[i] for i in ids]), ids
 
     # ------------------------------------------------------------------ the early-exit loop
@@ -214,6 +214,7 @@ class EarlyExitRuntime:
                 num_layers=self.num_layers,
                 log_probs=log_probs if policy.needs_posteriors else None, lengths=lengths,
                 elapsed_s=clock.elapsed(), front_end_s=front_end_s, blank_id=self.blank_id,
+                utterances=running,
             )
             stop, confidence = policy.decide(point)
             stop = np.ones(len(lengths), dtype=bool) if is_last else np.asarray(stop, dtype=bool)

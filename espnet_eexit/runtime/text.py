@@ -1,20 +1,6 @@
-"""Greedy CTC decoding and tokens -> text, as ESPnet's tokenizers do it (without ESPnet)."""
+"""Tokens -> text, as ESPnet's tokenizers do it (without ESPnet)."""
 from pathlib import Path
 from typing import List, Optional
-
-import numpy as np
-
-
-def ctc_greedy(log_probs: np.ndarray, blank_id: int) -> List[int]:
-    """The best path of one utterance's (T, V) CTC posteriors: frame argmax, repeats merged,
-    blanks dropped."""
-    best = np.asarray(log_probs).argmax(-1)
-    if best.size == 0:
-        return []
-    keep = np.ones(best.shape, dtype=bool)
-    keep[1:] = best[1:] != best[:-1]
-    best = best[keep]
-    return best[best != blank_id].tolist()
 
 
 class TokensToText:
