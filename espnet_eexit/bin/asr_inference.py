@@ -75,6 +75,7 @@ def get_parser():
         default=None,
         help="Threshold of the policy: entropy stops when the normalised entropy <= it; "
         "max_posterior and nbest_posterior when the confidence >= it (all in [0, 1]); "
+        "agreement: the patience p >= 2 (exits in a row with the same greedy CTC hypothesis); "
         "budget: the relative encoder depth allowed, in (0, 1].",
     )
     group.add_argument(
