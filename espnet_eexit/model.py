@@ -13,6 +13,12 @@ Reported statistics (ESPnet logs, ``images/``, tensorboard):
   depth model, exactly as for a single-exit ESPnet model.
 * ``loss_exit<k>``, ``loss_ctc_exit<k>``, ``cer_ctc_exit<k>``, ``loss_att_exit<k>``, ``acc_exit<k>``,
   ``cer_exit<k>``, ``wer_exit<k>``: the same per exit (``k`` = layer number).
+* ``loss_distill_exit<k>`` (with ``distill_weight`` > 0): exit k's self-distillation loss.
+
+Self-distillation (``distill_weight``): every exit below the last also learns the last exit's CTC
+posteriors, ``loss_k += w_k * KL(p_last || p_k)`` summed over valid frames and divided by the batch
+size (the scale of ESPnet's CTC loss), with no gradient into the last exit through this term: the
+lower exits learn to agree with the full depth, which is what lets a policy stop them early.
 
 The heads of the last exit are ESPnet's own ``ctc`` and ``decoder`` attributes (same parameter
 names as a single-exit model, so an ESPnet checkpoint initialises the last exit); those of the
@@ -79,6 +85,31 @@ def resolve_exit_loss_weights(
     return weights
 
 
+def resolve_distill_weights(distill_weight: Union[float, List[float]], num_exits: int) -> List[float]:
+    """One non-negative weight per exit below the last."""
+    lower = num_exits - 1
+    weights = [float(distill_weight)] * lower if isinstance(distill_weight, (int, float)) else \
+        [float(w) for w in distill_weight]
+    if len(weights) != lower or any(w < 0 for w in weights):
+        raise EarlyExitConfigError(
+            f"distill_weight={distill_weight}: give one number >= 0, or {lower} (one per exit "
+            f"below the last)")
+    return weights
+
+
+def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) per frame, summed over valid frames, divided by the batch size.
+
+    Args:
+        student, teacher: (B, T, V) log-posteriors (the teacher's are not differentiated).
+        lengths: (B,) valid frames.
+    """
+    teacher = teacher.detach()
+    per_frame = (teacher.exp() * (teacher - student)).sum(-1)  # (B, T)
+    mask = torch.arange(per_frame.size(1), device=lengths.device)[None, :] < lengths[:, None]
+    return per_frame.masked_fill(~mask, 0.0).sum() / student.size(0)
+
+
 def _fresh_copy(module: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``module`` with newly initialised parameters (an independent head)."""
     clone = copy.deepcopy(module)
@@ -98,6 +129,8 @@ class EarlyExitASRModel(ESPnetASRModel):
             exit's decoder is freshly initialised, or a copy of a pretrained one (a decoder with
             ``is_pretrained``, e.g. ``eexit_whisper``).
         exit_loss_weights: ``"sum"`` (paper), ``"mean"``, or one weight per exit.
+        distill_weight: self-distillation weight of each exit below the last (one number for all,
+            or one per exit below the last); 0 = off. Needs CTC heads (``ctc_weight`` > 0).
         **kwargs: every argument of :class:`ESPnetASRModel` (``ctc_weight``, ``lsm_weight``, ...);
             ``interctc_weight`` must stay 0 (exits replace InterCTC).
     """
@@ -113,6 +146,7 @@ class EarlyExitASRModel(ESPnetASRModel):
         share_ctc_head: bool = False,
         decoder_per_exit: Optional[bool] = None,
         exit_loss_weights: Union[str, List[float]] = "sum",
+        distill_weight: Union[float, List[float]] = 0.0,
         **kwargs,
     ):
         if not isinstance(encoder, EarlyExitEncoderMixin):
@@ -151,6 +185,10 @@ class EarlyExitASRModel(ESPnetASRModel):
                 "share_ctc_head: true contradicts ctc_weight: 0.0 (no CTC head is trained)"
             )
         weights = resolve_exit_loss_weights(exit_loss_weights, encoder.num_exits)
+        distill = resolve_distill_weights(distill_weight, encoder.num_exits)
+        if any(distill) and ctc_weight == 0.0:
+            raise EarlyExitConfigError(
+                "distill_weight > 0 distils the last exit's CTC posteriors: it needs ctc_weight > 0")
 
         super().__init__(
             vocab_size=vocab_size,
@@ -163,6 +201,7 @@ class EarlyExitASRModel(ESPnetASRModel):
         )
         self.exit_layers: List[int] = list(encoder.exit_layers)
         self.exit_loss_weights = weights
+        self.distill_weights = distill  # per exit below the last
         self.share_ctc_head = share_ctc_head
         self.decoder_per_exit = uses_attention if decoder_per_exit is None else decoder_per_exit
         # Exit at which ESPnet's encode() stops (Speech2Text and friends); None = last exit.
@@ -350,7 +389,12 @@ class EarlyExitASRModel(ESPnetASRModel):
 
         total = 0.0
         stats: Dict[str, Optional[torch.Tensor]] = {}
-        for weight, out in zip(self.exit_loss_weights, self.encode_exits(speech, speech_lengths)):
+        outs = self.encode_exits(speech, speech_lengths)
+        teacher = None
+        if any(self.distill_weights):
+            last = outs[-1]
+            teacher = self.ctc_for_exit(last.layer).log_softmax(last.hidden)
+        for i, (weight, out) in enumerate(zip(self.exit_loss_weights, outs)):
             k = out.layer
             loss_ctc = loss_att = None
             if self.ctc_weight > 0.0:
@@ -371,6 +415,11 @@ class EarlyExitASRModel(ESPnetASRModel):
                 loss_k = loss_att
             else:
                 loss_k = self.ctc_weight * loss_ctc + (1.0 - self.ctc_weight) * loss_att
+            if teacher is not None and i < len(outs) - 1 and self.distill_weights[i] > 0:
+                student = self.ctc_for_exit(k).log_softmax(out.hidden)
+                loss_distill = distillation_kl(student, teacher, out.lengths)
+                stats[f"loss_distill_exit{k}"] = loss_distill.detach()
+                loss_k = loss_k + self.distill_weights[i] * loss_distill
             stats[f"loss_exit{k}"] = loss_k.detach()
             total = total + weight * loss_k
 

@@ -222,3 +222,54 @@ def test_fine_tuning_from_a_single_exit_espnet_checkpoint(tmp_path):
     speech, lengths, _, _ = batch()
     with torch.no_grad():
         assert torch.equal(ours.encode(speech, lengths)[0], espnet_model.encode(speech, lengths)[0])
+
+
+def test_self_distillation_adds_the_kl_to_the_last_exit_and_no_gradient_into_it():
+    """distill_weight w: loss_exit<k> = CTC_k + w * KL(p_last || p_k), the KL computed here with
+    torch's kl_div over valid frames / batch size; the last exit's loss is unchanged and the
+    distillation term sends no gradient into the last exit's head or layers above exit 4."""
+    import torch.nn.functional as F
+
+    plain = build_model()
+    model = build_model(model_conf=dict(ctc_weight=1.0, distill_weight=[0.5, 2.0]))
+    model.load_state_dict(plain.state_dict())
+    model.eval(), plain.eval()
+    speech, lengths, text, text_lengths = batch()
+    loss, stats, _ = model(speech, lengths, text.clone(), text_lengths)
+    ref_loss, ref_stats, _ = plain(speech, lengths, text.clone(), text_lengths)
+    with torch.no_grad():
+        outs = {o.layer: o for o in model.encode_exits(speech, lengths)}
+        teacher = model.ctc_for_exit(6).log_softmax(outs[6].hidden)
+    expected_total = float(ref_loss)
+    for k, w in ((2, 0.5), (4, 2.0)):
+        student = model.ctc_for_exit(k).log_softmax(outs[k].hidden)
+        kl = 0.0
+        for b, n in enumerate(outs[k].lengths.tolist()):
+            kl += F.kl_div(student[b, :n], teacher[b, :n], log_target=True, reduction="sum")
+        kl = float(kl) / speech.size(0)
+        assert float(stats[f"loss_distill_exit{k}"]) == pytest.approx(kl, rel=1e-4)
+        assert float(stats[f"loss_exit{k}"]) == pytest.approx(float(ref_stats[f"loss_exit{k}"]) + w * kl, rel=1e-4)
+        expected_total += w * kl
+    assert "loss_distill_exit6" not in stats
+    assert float(stats["loss_exit6"]) == pytest.approx(float(ref_stats["loss_exit6"]), rel=1e-6)
+    assert float(loss) == pytest.approx(expected_total, rel=1e-4)
+    # the teacher is detached: the last head, the final norm and layers 5-6 get exactly the
+    # gradient they get without distillation; the layers below exit 4 do not
+    loss.backward()
+    ref_loss.backward()
+    grads = dict(plain.named_parameters())
+    for name, param in model.named_parameters():
+        if param.grad is None:
+            continue
+        same = torch.allclose(param.grad, grads[name].grad, atol=1e-6)
+        if name.startswith(("ctc.", "encoder.after_norm.", "encoder.encoders.4.", "encoder.encoders.5.")):
+            assert same, name
+    assert not torch.allclose(model.encoder.encoders[0].feed_forward.w_1.weight.grad,
+                              plain.encoder.encoders[0].feed_forward.w_1.weight.grad)
+
+
+def test_distill_weight_values_are_checked():
+    with pytest.raises(EarlyExitConfigError, match="distill_weight=\\[1.0\\]: give one number >= 0, or 2"):
+        build_model(model_conf=dict(ctc_weight=1.0, distill_weight=[1.0]))
+    with pytest.raises(EarlyExitConfigError, match="needs ctc_weight > 0"):
+        build_model(**{**AED, "model_conf": dict(ctc_weight=0.0, distill_weight=1.0)})
