@@ -14,6 +14,8 @@ name               confidence at an exit (per utterance)                stops wh
                    hypotheses: softmax over their log-probabilities
 ``agreement``      how many consecutive exits, ending here, produced     value >= threshold
                    the same greedy CTC hypothesis (patience, PABEE)       (the patience p)
+``learned``        a controller fitted on dev (:mod:`espnet_eexit.        value >= threshold
+                   exit_controller`): P(deeper exits keep the hypothesis)
 ``budget``         none; the deepest exit that fits a compute budget     relative depth or ms
 =================  ===================================================  ===================
 
@@ -32,6 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 import numpy as np
 
 from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.exit_controller import ExitController
 
 
 @dataclass
@@ -185,6 +188,15 @@ def agreement_count(hypothesis: Tuple[int, ...], previous: Optional[Tuple[Tuple[
     return 1
 
 
+def nbest_posteriors(log_probs, lengths, nbest: int, blank: int) -> np.ndarray:
+    """(B,) :func:`nbest_posterior` of each utterance's N-best CTC prefix beam search."""
+    values = []
+    for lp, length in zip(np.asarray(log_probs), np.asarray(lengths)):
+        hyps = ctc_prefix_beam_search(lp[: int(length)], nbest, blank=blank)
+        values.append(nbest_posterior([score for _, score in hyps]))
+    return np.asarray(values, dtype=np.float64)
+
+
 def nbest_posterior(scores: Sequence[float]) -> float:
     """Posterior of the best hypothesis among the N-best: softmax over their log-probabilities."""
     if len(scores) == 0:
@@ -318,11 +330,7 @@ class NBestPosteriorExit(ExitPolicy):
             )
 
     def decide(self, point):
-        values = []
-        for lp, length in zip(np.asarray(point.log_probs), np.asarray(point.lengths)):
-            hyps = ctc_prefix_beam_search(lp[: int(length)], self.nbest, blank=point.blank_id)
-            values.append(nbest_posterior([score for _, score in hyps]))
-        value = np.asarray(values, dtype=np.float64)
+        value = nbest_posteriors(point.log_probs, point.lengths, self.nbest, point.blank_id)
         return value >= self.threshold, value
 
     def describe(self):
@@ -362,6 +370,59 @@ class AgreementExit(ExitPolicy):
             counts.append(count)
         value = np.asarray(counts, dtype=np.float64)
         return value >= self.threshold, value
+
+
+class LearnedExit(ExitPolicy):
+    """Stop when a controller fitted on dev (:class:`espnet_eexit.exit_controller.ExitController`)
+    gives a probability >= threshold that the deeper exits will not change this exit's hypothesis.
+
+    Args:
+        threshold: in [0, 1].
+        controller: the fitted controller, or the path of its JSON file.
+        nbest: N of the N-best posterior feature.
+    """
+
+    name = "learned"
+
+    def __init__(self, threshold: Optional[float] = None, controller=None, nbest: int = 8):
+        super().__init__(threshold)
+        self.controller = controller
+        self.nbest = nbest
+
+    def check_options(self):
+        self._check_threshold()
+        if self.controller is None:
+            raise EarlyExitConfigError(
+                "exit policy 'learned' needs a fitted controller (--exit_controller FILE, made by "
+                "python -m espnet_eexit.bin.fit_exit_controller)")
+
+    def bind(self, exit_layers, num_layers):
+        super().bind(exit_layers, num_layers)
+        if not isinstance(self.controller, ExitController):
+            source = str(self.controller)
+            self.controller = ExitController.load(self.controller)
+        else:
+            source = "the exit controller"
+        self.controller.check_model(exit_layers, num_layers, source)
+        self._agreement = AgreementExit(2).bind(exit_layers, num_layers)
+        return self
+
+    def decide(self, point):
+        features = exit_features(point, self.nbest, self._agreement.decide(point)[1])
+        value = self.controller.probability(features)
+        return value >= self.threshold, value
+
+
+def exit_features(point: ExitPoint, nbest: int, agreement: np.ndarray) -> np.ndarray:
+    """(B, F) the controller's inputs at an exit (:data:`espnet_eexit.exit_controller.FEATURES`)."""
+    log_probs, lengths = np.asarray(point.log_probs), np.asarray(point.lengths)
+    return np.stack([
+        mean_normalised_entropy(log_probs, lengths),
+        mean_max_posterior(log_probs, lengths),
+        nbest_posteriors(log_probs, lengths, nbest, point.blank_id),
+        np.asarray(agreement, dtype=np.float64),
+        np.full(len(lengths), point.layer / point.num_layers),
+    ], axis=1)
 
 
 class BudgetExit(ExitPolicy):
@@ -414,7 +475,7 @@ class BudgetExit(ExitPolicy):
 
 EXIT_POLICIES: Dict[str, Type[ExitPolicy]] = {
     cls.name: cls for cls in (FixedExit, EntropyExit, MaxPosteriorExit, NBestPosteriorExit, AgreementExit,
-                              BudgetExit)
+                              LearnedExit, BudgetExit)
 }
 
 #: policies whose confidence can be recorded at every exit and thresholded afterwards (sweep)
@@ -427,8 +488,10 @@ def build_exit_policy(
     exit_layer: Optional[int] = None,
     nbest: int = 8,
     budget_ms: Optional[float] = None,
+    controller=None,
 ) -> ExitPolicy:
-    """Build a policy by its registered name (see :data:`EXIT_POLICIES`)."""
+    """Build a policy by its registered name (see :data:`EXIT_POLICIES`); ``controller`` (an
+    :class:`ExitController` or its file) is the ``learned`` policy's."""
     if name not in EXIT_POLICIES:
         raise EarlyExitConfigError(
             f"unknown exit policy {name!r}; choose one of {sorted(EXIT_POLICIES)}"
@@ -443,13 +506,16 @@ def build_exit_policy(
         return NBestPosteriorExit(threshold, nbest=nbest)
     if name == "budget":
         return BudgetExit(threshold, budget_ms=budget_ms)
+    if name == "learned":
+        return LearnedExit(threshold, controller=controller, nbest=nbest)
     return EXIT_POLICIES[name](threshold)
 
 
-def parse_policy_spec(spec: str, nbest: int = 8) -> ExitPolicy:
+def parse_policy_spec(spec: str, nbest: int = 8, controller=None) -> ExitPolicy:
     """A policy from ``name:value`` (recipes' ``--exit_policies``, the runtime's ``--policy``).
 
-    ``entropy:0.2``, ``max_posterior:0.9``, ``nbest_posterior:0.9``, ``agreement:2`` (threshold), ``fixed:6`` (the
+    ``entropy:0.2``, ``max_posterior:0.9``, ``nbest_posterior:0.9``, ``agreement:2``, ``learned:0.8``
+    (threshold; ``learned`` needs ``controller``), ``fixed:6`` (the
     exit layer; ``fixed`` alone = the last exit), ``budget:0.5`` (relative depth) or
     ``budget:40ms`` (encoder wall time).
     """
@@ -470,7 +536,7 @@ def parse_policy_spec(spec: str, nbest: int = 8) -> ExitPolicy:
         threshold = float(value)
     except ValueError:
         raise EarlyExitConfigError(f"policy {spec!r}: threshold {value!r} is not a number")
-    return build_exit_policy(name, threshold=threshold, nbest=nbest)
+    return build_exit_policy(name, threshold=threshold, nbest=nbest, controller=controller)
 
 
 class Stopwatch:

@@ -93,7 +93,7 @@ def test_prefix_beam_search_equals_summing_every_alignment():
         (dict(name="fixed", exit_layer=3), r"--exit_layer 3 is not an exit of this model; its exits are \[2, 4, 6\]"),
         (dict(name="fixed", exit_layer=2, threshold=0.5), r"fixed takes --exit_layer, not --exit_threshold"),
         (dict(name="entropy", threshold=0.5, exit_layer=2), r"--exit_layer is only for --exit_policy fixed"),
-        (dict(name="smallest"), r"unknown exit policy 'smallest'; choose one of \['agreement', 'budget', 'entropy', 'fixed', 'max_posterior', 'nbest_posterior'\]"),
+        (dict(name="smallest"), r"unknown exit policy 'smallest'; choose one of \['agreement', 'budget', 'entropy', 'fixed', 'learned', 'max_posterior', 'nbest_posterior'\]"),
     ],
 )
 def test_bad_policy_values_are_clear_errors(kwargs, message):

@@ -91,6 +91,12 @@ def get_parser():
         help="budget policy: encoder wall-time budget per batch in ms (instead of --exit_threshold).",
     )
     group.add_argument(
+        "--exit_controller",
+        type=str_or_none,
+        default=None,
+        help="learned policy: the controller fitted on dev (python -m espnet_eexit.bin.fit_exit_controller).",
+    )
+    group.add_argument(
         "--ctc_greedy",
         type=str2bool,
         default=False,
@@ -256,6 +262,7 @@ def _inference(cmd: Optional[List[str]]) -> None:
     threshold = kwargs.pop("exit_threshold")
     nbest_conf = kwargs.pop("exit_nbest")
     budget_ms = kwargs.pop("exit_budget_ms")
+    controller = kwargs.pop("exit_controller")
     all_exits = kwargs.pop("all_exits")
     ctc_greedy = kwargs.pop("ctc_greedy")
     bad_audio_action = kwargs.pop("bad_audio")
@@ -265,7 +272,7 @@ def _inference(cmd: Optional[List[str]]) -> None:
         if all_exits:
             raise EarlyExitConfigError("--all_exits decodes every exit: it takes no --exit_policy")
         policy = build_exit_policy(policy_name, threshold=threshold, exit_layer=exit_layer,
-                                   nbest=nbest_conf, budget_ms=budget_ms)
+                                   nbest=nbest_conf, budget_ms=budget_ms, controller=controller)
         exit_layer = None
     elif threshold is not None or budget_ms is not None:
         raise EarlyExitConfigError("--exit_threshold/--exit_budget_ms need --exit_policy")

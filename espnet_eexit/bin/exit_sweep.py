@@ -96,7 +96,8 @@ def thresholds_for(policy: str, values: np.ndarray, points: int) -> List[float]:
 
 
 def sweep(decode_dir: Path, num_layers: int, scorer: WordScorer,
-          points: int = 25, oracle_max: int = 5) -> List[SweepPoint]:
+          points: int = 25, oracle_max: int = 5, controller=None) -> List[SweepPoint]:
+    """Every policy's points (and the ``learned`` one's with a fitted ``controller``)."""
     layers = sorted(int(p.name[len("exit"):]) for p in decode_dir.glob("exit*") if p.is_dir()
                     and p.name[len("exit"):].isdigit())
     if not layers:
@@ -121,8 +122,18 @@ def sweep(decode_dir: Path, num_layers: int, scorer: WordScorer,
         return SweepPoint(policy, threshold, mean_exit / num_layers, mean_exit,
                           100.0 * result.errors / max(result.units, 1), result.errors, result.units)
 
+    policies = list(CONFIDENCE_POLICIES)
+    if controller is not None:
+        from espnet_eexit.exit_controller import FEATURES
+
+        controller.check_model(layers, num_layers, "--controller")
+        for k in layers[:-1]:
+            features = np.array([[conf[k][key][f] for f in FEATURES[:-1]] + [k / num_layers] for key in keys])
+            for key, p in zip(keys, controller.probability(features)):
+                conf[k][key]["learned"] = float(p)  # NaN features give NaN: that utterance goes on
+        policies.append("learned")
     out = [point("fixed", k, {key: k for key in keys}) for k in layers]
-    for policy in CONFIDENCE_POLICIES:
+    for policy in policies:
         values = np.array([conf[k][key][policy] for k in layers[:-1] for key in keys], dtype=float)
         for t in thresholds_for(policy, values, points):
             out.append(point(policy, t, choose_exits(policy, t, keys, layers, conf)))
@@ -162,7 +173,7 @@ def plot(path: Path, rows: Sequence[SweepPoint], title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for policy in list(CONFIDENCE_POLICIES) + ["oracle"]:
+    for policy in list(CONFIDENCE_POLICIES) + ["learned", "oracle"]:
         pts = sorted((r.avg_depth, r.wer) for r in rows if r.policy == policy)
         if pts:
             style = "k--" if policy == "oracle" else "-"
@@ -215,7 +226,8 @@ def operating_points(rows: Sequence[SweepPoint], margin: float):
     fixed = [r for r in rows if r.policy == "fixed"]
     last = max(fixed, key=lambda r: r.threshold)
     best, areas = {}, {}
-    for policy in list(CONFIDENCE_POLICIES) + ["oracle"]:
+    present = {r.policy for r in rows}
+    for policy in [p for p in (*CONFIDENCE_POLICIES, "learned", "oracle") if p in present]:
         ok = [r for r in rows if r.policy == policy and r.wer <= last.wer + margin + 1e-9]
         best[policy] = min(ok, key=lambda r: (r.avg_depth, r.wer)) if ok else None
         areas[policy] = area_vs_fixed(rows, policy)
@@ -256,6 +268,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
                         help="text cleaner of the hypotheses (as stage 13; 'upper' for lower-case models)")
     parser.add_argument("--points", type=int, default=25, help="thresholds per policy")
     parser.add_argument("--wer_margin", type=float, default=0.5)
+    parser.add_argument("--controller", type=Path, default=None,
+                        help="add the learned policy's curve (a controller fitted on dev: fit_exit_controller)")
     parser.add_argument("--title", default="exit policy sweep")
     parser.add_argument("--output_md", type=Path, default=None, help="write the operating-point table")
     parser.add_argument("--update_md", type=Path, default=None,
@@ -266,6 +280,14 @@ def main(cmd: Optional[List[str]] = None) -> None:
     sclite = find_sclite()
     if sclite is None:
         parser.error("sclite not found (Debian package sctk; tools/install.sh installs it)")
+    controller = None
+    if args.controller is not None:
+        from espnet_eexit.exit_controller import ExitController
+
+        try:
+            controller = ExitController.load(args.controller)
+        except ValueError as e:
+            parser.error(str(e))
     tables = {}
     for decode_dir, data_dir in zip(args.decode_dirs, args.data_dir):
         if not (data_dir / "text").is_file():
@@ -276,7 +298,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
                 utt2spk = read_utt2spk(data_dir, refs) if (data_dir / "utt2spk").is_file() else None
                 scorer = WordScorer(refs, sclite, Path(tmp), cleaner=args.cleaner,
                                     hyp_cleaner=args.hyp_cleaner, utt2spk=utt2spk)
-                rows = sweep(decode_dir, args.num_layers, scorer, points=args.points)
+                rows = sweep(decode_dir, args.num_layers, scorer, points=args.points, controller=controller)
             except (FileNotFoundError, ValueError) as e:
                 parser.error(str(e))
         write_tsv(decode_dir / "exit_sweep.tsv", rows)

@@ -175,16 +175,22 @@ def export_model(
     bpemodel: Optional[Path] = None,
     quantize: Optional[str] = None,
     default_policy: str = "fixed",
+    exit_controller: Optional[Path] = None,
 ) -> dict:
     """Write the graphs, feature arrays and manifest of ``model`` into ``output_dir``.
 
     ``default_policy`` (a spec such as ``entropy:0.3``, checked against the model's exits) is what
-    the runtime uses when it is given none. Returns the manifest.
+    the runtime uses when it is given none; ``exit_controller`` (the learned policy's, fitted on
+    dev) is copied next to the graphs. Returns the manifest.
     """
     check_exportable(model)
+    from espnet_eexit.exit_controller import ExitController
     from espnet_eexit.exit_policy import parse_policy_spec
 
-    parse_policy_spec(default_policy).bind(model.exit_layers, model.encoder.num_layers)
+    if exit_controller is not None:  # the learned policy's, checked against this model
+        ExitController.load(exit_controller).check_model(model.exit_layers, model.encoder.num_layers,
+                                                          str(exit_controller))
+    parse_policy_spec(default_policy, controller=exit_controller).bind(model.exit_layers, model.encoder.num_layers)
     if quantize not in (None, "int8"):
         raise EarlyExitConfigError(f"--quantize {quantize}: only int8 is supported")
     output_dir = Path(output_dir)
@@ -255,5 +261,7 @@ def export_model(
         quantized=quantize,
         default_policy=default_policy,
     )
+    if exit_controller is not None:
+        shutil.copyfile(exit_controller, output_dir / "exit_controller.json")
     (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -23,6 +23,7 @@ MANIFEST = "model.json"  # = espnet_eexit.export.onnx_segments.MANIFEST (that mo
 FORMAT = "espnet_eexit.onnx_segments"
 FORMAT_VERSION = 1
 PRECISIONS = ("fp32", "int8")
+CONTROLLER = "exit_controller.json"  # the learned policy's controller, if the export has one
 
 
 @dataclass
@@ -181,12 +182,13 @@ class EarlyExitRuntime:
         return out
 
     def policy(self, policy: Union[str, ExitPolicy, None]) -> ExitPolicy:
-        """A bound policy from a spec (``entropy:0.3``, ``fixed:6``, ``budget:40ms`` ...); None =
-        the export's ``default_policy``."""
+        """A bound policy from a spec (``entropy:0.3``, ``fixed:6``, ``budget:40ms``, ``learned:0.8``
+        with the export's ``exit_controller.json`` ...); None = the export's ``default_policy``."""
         if policy is None:
             policy = self.manifest.get("default_policy", "fixed")
         if isinstance(policy, str):
-            policy = parse_policy_spec(policy)
+            controller = self.model_dir / CONTROLLER
+            policy = parse_policy_spec(policy, controller=controller if controller.is_file() else None)
         return policy.bind(self.exit_layers, self.num_layers)
 
     def decode(self, log_probs: np.ndarray) -> Tuple[str, List[int]]:

@@ -5,7 +5,8 @@
         --output_dir out/   # writes out/text, out/exit, out/exit_info (as asr_inference does)
 
 Policies (``--policy``): ``fixed`` (last exit), ``fixed:K``, ``entropy:T``, ``max_posterior:T``,
-``nbest_posterior:T``, ``budget:R`` (relative depth) or ``budget:Nms`` (encoder wall time measured
+``nbest_posterior:T``, ``agreement:P``, ``learned:T`` (the export's ``exit_controller.json`` or
+``--exit_controller``), ``budget:R`` (relative depth) or ``budget:Nms`` (encoder wall time measured
 here). Without ``--output_dir`` it prints ``utt<TAB>exit<TAB>text`` per utterance.
 Audio must be at the model's sampling rate (one line says so otherwise); a multi-channel file is
 read from its first channel, as ESPnet's front end does; a missing, empty or non-audio file gets a
@@ -28,6 +29,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_dir", type=Path, required=True, help="export_onnx's output directory")
     parser.add_argument("--policy", default=None,
                         help="exit policy spec (default: the export's default_policy, fixed = last exit unless set)")
+    parser.add_argument("--exit_controller", type=Path, default=None,
+                        help="learned policy: a controller file (default: the export's exit_controller.json)")
     parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     parser.add_argument("--num_threads", type=int, default=1, help="onnxruntime intra-op threads")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -68,7 +71,12 @@ def transcribe(cmd: Optional[List[str]] = None) -> None:
         entries = {Path(a).stem: a for a in args.audio}
         source = "the audio arguments"
     runtime = EarlyExitRuntime(args.model_dir, precision=args.precision, num_threads=args.num_threads)
-    policy = runtime.policy(args.policy)
+    if args.exit_controller is not None and args.policy and args.policy.startswith("learned"):
+        from espnet_eexit.exit_policy import parse_policy_spec
+
+        policy = runtime.policy(parse_policy_spec(args.policy, controller=args.exit_controller))
+    else:
+        policy = runtime.policy(args.policy)
     bad = screen_audio(entries, runtime.fs, source)
     keys = [k for k in entries if k not in bad]
 

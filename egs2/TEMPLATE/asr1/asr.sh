@@ -723,6 +723,22 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
             _sweep_dirs+=" ${asr_exp}/${inference_tag}/${dset}"
             _sweep_args+=" --data_dir ${data_feats}/${dset}"
         done
+        # The learned policy: a controller fitted on the valid set's decoding (when it is among the
+        # test sets), its calibration reported on every test set; the sweep then has its curve.
+        _dev_dir=${asr_exp}/${inference_tag}/${valid_set}
+        _controller=${asr_exp}/${inference_tag}/exit_controller.json
+        if [ -f "${_dev_dir}/exit${exit_layers##* }/confidence" ]; then
+            _eval=
+            for dset in ${test_sets}; do [ "${dset}" != "${valid_set}" ] && _eval+=" --evaluate ${asr_exp}/${inference_tag}/${dset}"; done
+            # shellcheck disable=SC2086
+            if ${python} -m espnet_eexit.bin.fit_exit_controller "${_dev_dir}" --num_layers "${num_layers}" \
+                    --output "${_controller}" ${_eval} > "${_controller%.json}.log" 2>&1; then
+                while read -r line; do log "  controller: ${line}"; done < "${_controller%.json}.log"
+                _sweep_args+=" --controller ${_controller}"
+            else
+                log "WARNING: no learned policy: $(tail -n 1 "${_controller%.json}.log")"
+            fi
+        fi
         # shellcheck disable=SC2086
         ${python} -m espnet_eexit.bin.exit_sweep ${_sweep_dirs} ${_sweep_args} --num_layers "${num_layers}" \
             --cleaner "${cleaner}" --hyp_cleaner "${hyp_cleaner}" --title "${asr_exp##*/}: ${inference_tag}" \
@@ -757,9 +773,13 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
     resolve_exit_layers
     onnx_dir=${asr_exp}/onnx
     log "Stage 15: ONNX export (${onnx_dir}) and decoding with the torch-free runtime"
+    _opts=
+    # the learned policy's controller, when stage 13 fitted one
+    [ -f "${asr_exp}/${inference_tag}/exit_controller.json" ] && _opts="--exit_controller ${asr_exp}/${inference_tag}/exit_controller.json"
+    # shellcheck disable=SC2086
     ${python} -m espnet_eexit.bin.export_onnx --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_asr_model}" --output_dir "${onnx_dir}" \
-        --quantize "${onnx_quantize}" > "${asr_exp}/export_onnx.log" 2>&1 \
+        --quantize "${onnx_quantize}" ${_opts} > "${asr_exp}/export_onnx.log" 2>&1 \
         || { tail -n 5 "${asr_exp}/export_onnx.log"; log "ERROR: export failed (${asr_exp}/export_onnx.log)"; exit 1; }
     num_layers=$(${python} -m espnet_eexit.bin.show_exits --num_layers "${asr_exp}/config.yaml")
     _precisions=fp32

@@ -1,0 +1,99 @@
+"""Fit the learned exit controller on a dev decoding of every exit, and report its calibration.
+
+    python -m espnet_eexit.bin.fit_exit_controller exp/asr/decode/dev --num_layers 12 \
+        --output exp/asr/exit_controller.json [--evaluate exp/asr/decode/test]
+
+Reads ``<dir>/exit<k>/{text,confidence}`` (``asr_inference --all_exits``, stage 12). One sample per
+utterance and exit below the last: the features of :mod:`espnet_eexit.exit_controller` and the
+label "exit k's hypothesis equals the last exit's". Fits a logistic regression (scikit-learn) on
+standardised features and writes the controller (JSON). Prints, for the fitting set and each
+``--evaluate`` set: samples, the share of positive labels, accuracy at 0.5 and the expected
+calibration error (ECE, 10 bins) of "this exit's hypothesis will not change".
+"""
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from espnet_eexit.datadir import read_kaldi_text
+from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.exit_controller import FEATURES, ExitController, expected_calibration_error
+
+
+def exit_layers_of(decode_dir: Path) -> List[int]:
+    layers = sorted(int(p.name[4:]) for p in decode_dir.glob("exit*") if p.is_dir() and p.name[4:].isdigit())
+    if len(layers) < 2:
+        raise EarlyExitConfigError(f"{decode_dir}: needs exit<k>/ directories of at least two exits "
+                                   "(asr_inference --all_exits)")
+    return layers
+
+
+def samples(decode_dir: Path, num_layers: int) -> Tuple[np.ndarray, np.ndarray, List[int]]:
+    """(N, F) features, (N,) labels of every utterance at every exit below the last."""
+    from espnet_eexit.bin.exit_sweep import read_confidence
+
+    layers = exit_layers_of(decode_dir)
+    for k in layers:
+        for name in ("text", "confidence"):
+            if not (decode_dir / f"exit{k}" / name).is_file():
+                raise EarlyExitConfigError(f"{decode_dir / f'exit{k}' / name} is missing")
+    texts = {k: read_kaldi_text(decode_dir / f"exit{k}" / "text") for k in layers}
+    last = texts[layers[-1]]
+    rows, labels = [], []
+    for k in layers[:-1]:
+        conf = read_confidence(decode_dir / f"exit{k}" / "confidence")
+        for key, values in conf.items():
+            row = [values[name] for name in FEATURES[:-1]] + [k / num_layers]
+            if any(math.isnan(v) for v in row) or key not in last:
+                continue  # not decoded (bad audio), or written before the agreement column existed
+            rows.append(row)
+            labels.append(float(" ".join(texts[k].get(key, "").split()) == " ".join(last[key].split())))
+    if not rows:
+        raise EarlyExitConfigError(f"{decode_dir}: no utterance has every feature (re-decode with this version)")
+    return np.asarray(rows), np.asarray(labels), layers
+
+
+def report(name: str, controller: ExitController, x: np.ndarray, y: np.ndarray) -> str:
+    p = controller.probability(x)
+    return (f"{name}: {len(y)} samples, {y.mean():.3f} unchanged deeper, accuracy {np.mean((p >= 0.5) == y):.3f}, "
+            f"ECE {expected_calibration_error(p, y):.4f}")
+
+
+def fit(x: np.ndarray, y: np.ndarray, layers: List[int], num_layers: int) -> ExitController:
+    from sklearn.linear_model import LogisticRegression
+
+    mean, std = x.mean(0), x.std(0)
+    std[std < 1e-9] = 1.0  # a constant feature (e.g. every agreement 1) gets weight ~0
+    if y.min() == y.max():
+        raise EarlyExitConfigError("every label is the same: the exits always (or never) agree with the last")
+    regression = LogisticRegression(C=1.0, max_iter=1000).fit((x - mean) / std, y)
+    return ExitController(regression.coef_[0], regression.intercept_[0], mean, std, layers, num_layers)
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("decode_dir", type=Path, help="the dev decoding: exit<k>/{text,confidence}")
+    parser.add_argument("--num_layers", type=int, required=True, help="L, the encoder's layers")
+    parser.add_argument("--output", type=Path, required=True, help="the controller file (JSON)")
+    parser.add_argument("--evaluate", type=Path, action="append", default=[],
+                        help="another decoding to report the controller's calibration on (e.g. test)")
+    args = parser.parse_args(cmd)
+    try:
+        x, y, layers = samples(args.decode_dir, args.num_layers)
+        controller = fit(x, y, layers, args.num_layers)
+        controller.save(args.output)
+        print(report(str(args.decode_dir), controller, x, y))
+        for other in args.evaluate:
+            xo, yo, other_layers = samples(other, args.num_layers)
+            controller.check_model(other_layers, args.num_layers, str(other))
+            print(report(str(other), controller, xo, yo))
+    except EarlyExitConfigError as e:
+        parser.error(str(e))
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
