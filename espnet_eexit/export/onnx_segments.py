@@ -33,10 +33,8 @@ from espnet2.layers.utterance_mvn import UtteranceMVN
 from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, EncoderState
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.model import EarlyExitASRModel
+from espnet_eexit.runtime.model import CONTROLLER, FORMAT, FORMAT_VERSION, MANIFEST  # the runtime's format
 
-MANIFEST = "model.json"
-FORMAT = "espnet_eexit.onnx_segments"
-FORMAT_VERSION = 1
 OPSET = 17
 FEATURES_FILE = "frontend.npz"
 
@@ -262,6 +260,6 @@ def export_model(
         default_policy=default_policy,
     )
     if exit_controller is not None:
-        shutil.copyfile(exit_controller, output_dir / "exit_controller.json")
+        shutil.copyfile(exit_controller, output_dir / CONTROLLER)
     (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -19,7 +19,7 @@ from espnet_eexit.exit_policy import ExitPoint, ExitPolicy, Stopwatch, ctc_greed
 from espnet_eexit.runtime.features import LogMelFeatures
 from espnet_eexit.runtime.text import TokensToText
 
-MANIFEST = "model.json"  # = espnet_eexit.export.onnx_segments.MANIFEST (that module needs torch)
+MANIFEST = "model.json"  # written by espnet_eexit.export.onnx_segments
 FORMAT = "espnet_eexit.onnx_segments"
 FORMAT_VERSION = 1
 PRECISIONS = ("fp32", "int8")
