@@ -28,10 +28,12 @@ def screen_wav_scp(wav_scp: Path, fs: int, keys: Optional[Iterable[str]] = None)
     return screen_audio(entries, fs, str(wav_scp))
 
 
-def screen_audio(entries: Dict[str, str], fs: int, source: str) -> Dict[str, str]:
+def screen_audio(entries: Dict[str, str], fs: int, source: str,
+                 max_seconds: Optional[float] = None) -> Dict[str, str]:
     """``{utt: reason}`` for the audio files ``{utt: path}`` that cannot be decoded (missing,
-    empty, not audio, no samples), with a warning each; a file at another rate than ``fs`` raises
-    :class:`EarlyExitConfigError` naming ``source`` (the list or option it came from)."""
+    empty, not audio, no samples, longer than ``max_seconds``), with a warning each; a file at
+    another rate than ``fs`` raises :class:`EarlyExitConfigError` naming ``source`` (the list or
+    option it came from)."""
     import soundfile
 
     bad: Dict[str, str] = {}
@@ -50,6 +52,8 @@ def screen_audio(entries: Dict[str, str], fs: int, source: str) -> Dict[str, str
             continue
         if info.frames == 0:
             bad[key] = f"{value}: no samples (a header only)"
+        elif max_seconds is not None and info.frames > max_seconds * info.samplerate:
+            bad[key] = f"{value}: {info.frames / info.samplerate:.1f} s, longer than the model takes ({max_seconds:g} s)"
         elif info.samplerate != fs:
             raise EarlyExitConfigError(
                 f"{source}: utterance {key} ({value}) is {info.samplerate} Hz but the model was "

@@ -12,9 +12,10 @@ For every precision x threads x batch size x audio length (random noise at the m
 * ``ideal``: (features + front end + segments up to k) / (all of them), from the medians of each
   piece timed alone, and measured / ideal;
 * ``PyTorch``: the same exit with ESPnet's model in eager mode (``encode`` up to the exit, CTC
-  head, argmax) at the same thread count, and runtime / PyTorch (with ``--asr_train_config``);
+  head, argmax) at the same thread count, in a process of its own, and runtime / PyTorch (with
+  ``--asr_train_config``);
 then, per exit, the bytes of front end + segments up to it (fp32, int8) and the peak resident
-memory of a fresh runtime process transcribing the longest audio (``ru_maxrss``).
+memory of a fresh runtime process transcribing the longest audio (VmHWM).
 Timings interleave the exits step by step, so drift hits every exit alike.
 """
 import argparse
@@ -43,30 +44,44 @@ def interleaved_ms(fns: Dict[str, Callable[[], object]], steps: int) -> Dict[str
 
 
 def peak_rss_mb(model_dir: Path, precision: str, seconds: float, threads: int) -> float:
-    """Peak resident memory of a fresh process that loads the runtime and transcribes once."""
+    """Peak resident memory (VmHWM: this process's own, not inherited through fork as ru_maxrss
+    is) of a fresh process that loads the runtime and transcribes once."""
     code = (
-        "import resource, numpy as np\n"
+        "import numpy as np\n"
         "from espnet_eexit.runtime import EarlyExitRuntime\n"
         f"rt = EarlyExitRuntime({str(model_dir)!r}, precision={precision!r}, num_threads={threads})\n"
         f"w = (np.random.default_rng(0).standard_normal(int({seconds} * rt.fs)) * 0.1).astype('float32')\n"
         "rt.transcribe([w])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
-def pytorch_exit_fns(args, threads: int, waveforms, exit_layers):
-    """PyTorch eager: ``{k: fn}`` decoding the batch greedily from exit k (``None`` without a model)."""
-    if args.asr_train_config is None:
-        return None
+def pytorch_ms(args, threads: int, waveforms, exit_layers) -> Dict[int, float]:
+    """PyTorch eager, in a process of its own (its OpenMP threads spin after each call and would
+    take cores from onnxruntime's): median ms to decode the batch greedily from each exit."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_pytorch_ms, (args.asr_train_config, args.asr_model_file, threads, waveforms,
+                                        exit_layers, args.steps))
+
+
+def _pytorch_ms(config, model_file, threads, waveforms, exit_layers, steps):
+    fns = pytorch_exit_fns(config, model_file, threads, waveforms, exit_layers)
+    return interleaved_ms(fns, steps)
+
+
+def pytorch_exit_fns(config, model_file, threads: int, waveforms, exit_layers):
+    """PyTorch eager: ``{k: fn}`` decoding the batch greedily from exit k."""
     import torch
 
     import espnet_eexit  # noqa: F401
     from espnet_eexit.tasks.asr import EarlyExitASRTask
 
     torch.set_num_threads(threads)
-    model, _ = EarlyExitASRTask.build_model_from_file(args.asr_train_config, args.asr_model_file, "cpu")
+    model, _ = EarlyExitASRTask.build_model_from_file(config, model_file, "cpu")
     model.eval()
     lengths = torch.tensor([len(w) for w in waveforms])
     speech = torch.nn.utils.rnn.pad_sequence([torch.tensor(w) for w in waveforms], batch_first=True)
@@ -109,8 +124,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
                 fs = manifest["features"]["fs"]
                 waveforms = [(rng.standard_normal(int(seconds * fs)) * 0.1).astype(np.float32)
                              for _ in range(batch_size)]
-                torch_fns = pytorch_exit_fns(args, threads, waveforms, exits)
-                torch_ms = interleaved_ms(torch_fns, args.steps) if torch_fns else {}
+                torch_ms = pytorch_ms(args, threads, waveforms, exits) if args.asr_train_config else {}
                 for precision in args.precisions:
                     rt = EarlyExitRuntime(args.model_dir, precision=precision, num_threads=threads)
                     carried = {0: rt.front_end(waveforms)}

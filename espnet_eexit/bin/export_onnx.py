@@ -30,6 +30,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="also write dynamically int8-quantised graphs (*.int8.onnx)")
     parser.add_argument("--default_policy", default="fixed",
                         help="the runtime's policy when it is given none, e.g. entropy:0.3 (default: fixed = last exit)")
+    parser.add_argument("--max_input_seconds", type=float, default=30.0,
+                        help="the longest audio the graphs take (their positional tables end there; "
+                        "the runtime refuses longer input)")
     parser.add_argument("--exit_controller", type=Path, default=None,
                         help="the learned policy's controller (fit_exit_controller) to ship with the graphs")
     return parser
@@ -58,7 +61,7 @@ def _export(cmd: Optional[List[str]] = None) -> None:
             model, args.output_dir, token_list=list(train_args.token_list), fs=model_sample_rate(config),
             token_type=train_args.token_type, bpemodel=Path(bpemodel) if bpemodel else None,
             quantize=None if args.quantize == "none" else args.quantize, default_policy=args.default_policy,
-            exit_controller=args.exit_controller,
+            exit_controller=args.exit_controller, max_input_seconds=args.max_input_seconds,
         )
     sizes = ", ".join(f"{g['file']} {g['bytes'] / 1e6:.2f} MB" for g in manifest["graphs"])
     logging.info("wrote %s/model.json: exits %s; %s", args.output_dir, manifest["exit_layers"], sizes)

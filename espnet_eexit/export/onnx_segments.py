@@ -17,6 +17,7 @@ sinusoid table is stored once (in ``front_end``), and the runtime drops utteranc
 padding in numpy exactly as :meth:`espnet_eexit.encoder.early_exit.EncoderState.select` does. Graphs come from the TorchScript exporter (``dynamo=False``):
 ESPnet's encoders have data-dependent shapes that ``torch.export`` refuses.
 """
+import contextlib
 import hashlib
 import json
 import logging
@@ -82,6 +83,30 @@ class ExitSegmentGraph(torch.nn.Module):
         state = model.encoder.advance(state, self.exit_layer)
         out = model._post_encode(model.encoder.exit_output(state))
         return state.hidden, model.ctc_for_exit(self.exit_layer).log_softmax(out.hidden)
+
+
+@contextlib.contextmanager
+def positional_tables_up_to(encoder: torch.nn.Module, steps: int):
+    """Cut the encoder's sinusoid tables (ESPnet keeps 5000 positions: 5.8 MB for d=144 relative
+    positions, more than a 2-layer segment) to ``steps`` positions while the graphs are traced, so
+    the front-end graph stores only what inputs up to the export's limit can use."""
+    saved = []
+    for module in encoder.modules():
+        pe = getattr(module, "pe", None)
+        if not torch.is_tensor(pe) or pe.dim() != 3:
+            continue
+        if type(module).__name__ == "RelPositionalEncoding":  # offsets -(P-1)..P-1, centred
+            centre = pe.size(1) // 2
+            cut = pe[:, max(centre - steps + 1, 0): centre + steps]
+        else:  # positions 0..P-1
+            cut = pe[:, :steps]
+        saved.append((module, pe))
+        module.pe = cut
+    try:
+        yield
+    finally:
+        for module, pe in saved:
+            module.pe = pe
 
 
 def check_exportable(model: torch.nn.Module) -> None:
@@ -164,6 +189,36 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _export_graphs(model: EarlyExitASRModel, output_dir: Path, feats: torch.Tensor,
+                   feats_lengths: torch.Tensor) -> List[dict]:
+    """Trace ``front_end.onnx`` and one ``exit<k>.onnx`` per exit from the example features."""
+    graphs = []
+    front = FrontEndGraph(model)
+    path = output_dir / "front_end.onnx"
+    with torch.no_grad():
+        carried = front(feats, feats_lengths)  # (hidden, [pos_emb], lengths)
+    names = ["hidden", "pos_emb", "lengths"] if len(carried) == 3 else ["hidden", "lengths"]
+    axes = {"hidden": {0: "batch", 1: "steps"}, "pos_emb": {1: "positions"}, "lengths": {0: "batch"}}
+    logging.info("exporting %s", path)
+    _export(front, (feats, feats_lengths), path, ["feats", "feats_lengths"], names,
+            {"feats": {0: "batch", 1: "frames"}, "feats_lengths": {0: "batch"},
+             **{n: axes[n] for n in names}})
+    graphs.append(dict(name="front_end", file=path.name))
+    previous = 0
+    for layer in model.exit_layers:
+        segment = ExitSegmentGraph(model, previous, layer)
+        path = output_dir / f"exit{layer}.onnx"
+        logging.info("exporting %s (layers %d-%d and exit %d's CTC head)", path, previous + 1, layer, layer)
+        _export(segment, tuple(carried), path, names, ["hidden_out", "log_probs"],
+                {**{n: axes[n] for n in names},
+                 "hidden_out": {0: "batch", 1: "steps"}, "log_probs": {0: "batch", 1: "steps"}})
+        graphs.append(dict(name=f"exit{layer}", file=path.name, from_layer=previous, exit_layer=layer))
+        with torch.no_grad():
+            carried = (segment(*carried)[0], *carried[1:])
+        previous = layer
+    return graphs
+
+
 def export_model(
     model: EarlyExitASRModel,
     output_dir: Path,
@@ -174,12 +229,14 @@ def export_model(
     quantize: Optional[str] = None,
     default_policy: str = "fixed",
     exit_controller: Optional[Path] = None,
+    max_input_seconds: float = 30.0,
 ) -> dict:
     """Write the graphs, feature arrays and manifest of ``model`` into ``output_dir``.
 
     ``default_policy`` (a spec such as ``entropy:0.3``, checked against the model's exits) is what
     the runtime uses when it is given none; ``exit_controller`` (the learned policy's, fitted on
-    dev) is copied next to the graphs. Returns the manifest.
+    dev) is copied next to the graphs. The graphs take audio up to ``max_input_seconds`` (the
+    positional tables stop there; the runtime refuses longer input). Returns the manifest.
     """
     check_exportable(model)
     from espnet_eexit.exit_controller import ExitController
@@ -203,32 +260,11 @@ def export_model(
     speech_lengths = torch.tensor([2 * fs, 2 * fs - fs // 4])
     with torch.no_grad():
         feats, feats_lengths = model._extract_feats(speech, speech_lengths)
-
-    graphs = []
-    front = FrontEndGraph(model)
-    path = output_dir / "front_end.onnx"
-    with torch.no_grad():
-        carried = front(feats, feats_lengths)  # (hidden, [pos_emb], lengths)
-    names = ["hidden", "pos_emb", "lengths"] if len(carried) == 3 else ["hidden", "lengths"]
-    axes = {"hidden": {0: "batch", 1: "steps"}, "pos_emb": {1: "positions"}, "lengths": {0: "batch"}}
-    logging.info("exporting %s", path)
-    _export(front, (feats, feats_lengths), path, ["feats", "feats_lengths"], names,
-            {"feats": {0: "batch", 1: "frames"}, "feats_lengths": {0: "batch"},
-             **{n: axes[n] for n in names}})
-    graphs.append(dict(name="front_end", file=path.name))
-
-    previous = 0
-    for layer in model.exit_layers:
-        segment = ExitSegmentGraph(model, previous, layer)
-        path = output_dir / f"exit{layer}.onnx"
-        logging.info("exporting %s (layers %d-%d and exit %d's CTC head)", path, previous + 1, layer, layer)
-        _export(segment, tuple(carried), path, names, ["hidden_out", "log_probs"],
-                {**{n: axes[n] for n in names},
-                 "hidden_out": {0: "batch", 1: "steps"}, "log_probs": {0: "batch", 1: "steps"}})
-        graphs.append(dict(name=f"exit{layer}", file=path.name, from_layer=previous, exit_layer=layer))
-        with torch.no_grad():
-            carried = (segment(*carried)[0], *carried[1:])
-        previous = layer
+        longest = torch.zeros(1, int(max_input_seconds * fs))
+        max_feats, max_len = model._extract_feats(longest, torch.tensor([longest.size(1)]))
+        max_steps = int(encoder.start(max_feats, max_len).hidden.size(1))
+    with positional_tables_up_to(encoder, max_steps):
+        graphs = _export_graphs(model, output_dir, feats, feats_lengths)
 
     for graph in graphs:
         path = output_dir / graph["file"]
@@ -258,6 +294,7 @@ def export_model(
         graphs=graphs,
         quantized=quantize,
         default_policy=default_policy,
+        max_input_seconds=max_input_seconds,
     )
     if exit_controller is not None:
         shutil.copyfile(exit_controller, output_dir / CONTROLLER)

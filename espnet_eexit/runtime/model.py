@@ -50,6 +50,10 @@ def _session_options(num_threads: int):
     options.intra_op_num_threads = num_threads
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    # onnxruntime's memory arena keeps the largest buffers of every shape it has seen: on 15-s
+    # audio it doubled the process's peak memory (245 -> 137 MB) for no measurable speed
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
     return options
 
 
@@ -89,6 +93,7 @@ class EarlyExitRuntime:
         self.token_list: List[str] = list(manifest["token_list"])
         features = manifest["features"]
         self.fs = int(features["fs"])
+        self.max_input_seconds = float(manifest["max_input_seconds"])
         self.features = LogMelFeatures(features, self.model_dir / features["file"])
         bpemodel = manifest.get("bpemodel")
         self.tokens_to_text = TokensToText(manifest["token_type"],
@@ -135,6 +140,11 @@ class EarlyExitRuntime:
 
     def batch_features(self, waveforms: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
         """(B, T, n_mels) zero-padded log-mel features and (B,) frames, utterance by utterance."""
+        for w in waveforms:
+            if len(w) > self.max_input_seconds * self.fs:
+                raise EarlyExitConfigError(
+                    f"audio of {len(w) / self.fs:.1f} s: this export takes at most {self.max_input_seconds:g} s "
+                    "(export again with --max_input_seconds)")
         feats = [self.features(w) for w in waveforms]
         lengths = np.array([f.shape[0] for f in feats], dtype=np.int64)
         batch = np.zeros((len(feats), int(lengths.max()), feats[0].shape[1]), dtype=np.float32)

@@ -9,8 +9,9 @@ Policies (``--policy``): ``fixed`` (last exit), ``fixed:K``, ``entropy:T``, ``ma
 ``--exit_controller``), ``budget:R`` (relative depth) or ``budget:Nms`` (encoder wall time measured
 here). Without ``--output_dir`` it prints ``utt<TAB>exit<TAB>text`` per utterance.
 Audio must be at the model's sampling rate (one line says so otherwise); a multi-channel file is
-read from its first channel, as ESPnet's front end does; a missing, empty or non-audio file gets a
-warning and an empty result, and the others are transcribed.
+read from its first channel, as ESPnet's front end does; a missing, empty or non-audio file, or one
+longer than the export takes (``--max_input_seconds`` of export_onnx), gets a warning and an empty
+result, and the others are transcribed.
 """
 import argparse
 import logging
@@ -77,7 +78,7 @@ def transcribe(cmd: Optional[List[str]] = None) -> None:
         policy = runtime.policy(parse_policy_spec(args.policy, controller=args.exit_controller))
     else:
         policy = runtime.policy(args.policy)
-    bad = screen_audio(entries, runtime.fs, source)
+    bad = screen_audio(entries, runtime.fs, source, max_seconds=runtime.max_input_seconds)
     keys = [k for k in entries if k not in bad]
 
     texts: Dict[str, str] = {k: "" for k in bad}

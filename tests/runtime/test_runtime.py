@@ -245,3 +245,30 @@ def test_the_exports_default_policy_applies_when_none_is_given(tmp_path):
     runtime = EarlyExitRuntime(tmp_path / "onnx")
     assert [r.exit_layer for r in runtime.transcribe(waveforms())] == [4, 4, 4]
     assert [r.exit_layer for r in runtime.transcribe(waveforms(), "fixed")] == [6, 6, 6]
+
+
+def test_the_positional_table_ends_at_the_exports_input_limit(tmp_path):
+    """--max_input_seconds 1: a smaller front end than the default 30 s, the same posteriors as
+    PyTorch on audio within the limit, longer audio refused (API) or skipped with a warning (CLI)."""
+    from espnet_eexit.export.onnx_segments import export_model
+
+    model = tiny_model("conformer", tmp_path)
+    export_model(model, tmp_path / "long", list(TOKENS), 16000)
+    export_model(model, tmp_path / "short", list(TOKENS), 16000, max_input_seconds=1.0)
+    sizes = {name: json.loads((tmp_path / name / "model.json").read_text())["graphs"][0]["bytes"]
+             for name in ("long", "short")}
+    assert sizes["short"] < sizes["long"] / 2, sizes
+    runtime = EarlyExitRuntime(tmp_path / "short")
+    w = waveforms(lengths=(15900,))[0]
+    expected = torch_exits(model, w)
+    for layer, log_probs, _ in runtime.iter_exits([w]):
+        np.testing.assert_allclose(log_probs[0], expected[layer], atol=1e-4)
+    too_long = waveforms(lengths=(16500,))[0]
+    with pytest.raises(EarlyExitConfigError, match="audio of 1.0 s: this export takes at most 1 s"):
+        runtime.transcribe([too_long])
+    soundfile.write(tmp_path / "long.wav", too_long, 16000)
+    soundfile.write(tmp_path / "ok.wav", w, 16000)
+    proc = run_cli("--model_dir", tmp_path / "short", tmp_path / "long.wav", tmp_path / "ok.wav")
+    assert proc.returncode == 0, proc.stderr
+    assert "long.wav: 1.0 s, longer than the model takes (1 s)" in proc.stderr
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == ["long", "ok"]
