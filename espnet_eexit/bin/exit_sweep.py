@@ -96,8 +96,13 @@ def thresholds_for(policy: str, values: np.ndarray, points: int) -> List[float]:
 
 
 def sweep(decode_dir: Path, num_layers: int, scorer: WordScorer,
-          points: int = 25, oracle_max: int = 5, controller=None) -> List[SweepPoint]:
-    """Every policy's points (and the ``learned`` one's with a fitted ``controller``)."""
+          points: int = 25, oracle_max: int = 5, controller=None,
+          chosen_thresholds: Optional[Dict[str, float]] = None) -> List[SweepPoint]:
+    """Every policy's points (and the ``learned`` one's with a fitted ``controller``).
+
+    ``chosen_thresholds`` (``{policy: threshold}``, chosen on another set) adds each policy's point
+    at that threshold, marked by the policy name ``<policy>@chosen``.
+    """
     layers = sorted(int(p.name[len("exit"):]) for p in decode_dir.glob("exit*") if p.is_dir()
                     and p.name[len("exit"):].isdigit())
     if not layers:
@@ -137,6 +142,9 @@ def sweep(decode_dir: Path, num_layers: int, scorer: WordScorer,
         values = np.array([conf[k][key][policy] for k in layers[:-1] for key in keys], dtype=float)
         for t in thresholds_for(policy, values, points):
             out.append(point(policy, t, choose_exits(policy, t, keys, layers, conf)))
+        if chosen_thresholds and policy in chosen_thresholds:
+            t = chosen_thresholds[policy]
+            out.append(point(f"{policy}@chosen", t, choose_exits(policy, t, keys, layers, conf)))
     # oracle: shallowest exit with at most t more word errors than the last exit
     errs = {k: {key: word_errors(scorer.ref_words[key], scorer.hyp_words(texts[k].get(key, "")))
                 for key in keys} for k in layers}
@@ -256,6 +264,19 @@ def markdown(tables, margin: float, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chosen_markdown(applied, tables, choose_on: str) -> str:
+    """The thresholds chosen on ``choose_on``, applied to the other sets."""
+    lines = ["", f"Thresholds chosen on {choose_on} (its cheapest within the margin), applied to the other sets:",
+             "", "| test set | policy | threshold | avg depth | layers saved | WER | last-exit WER |",
+             "|---|---|---|---|---|---|---|"]
+    for test, rows in applied.items():
+        last = tables[test][0]
+        for r in rows:
+            lines.append(f"| {test} | {r.policy[:-len('@chosen')]} | {r.threshold:.4g} | {r.avg_depth:.3f} "
+                         f"| {1 - r.avg_depth:.3f} | {r.wer:.1f} | {last.wer:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("decode_dirs", type=Path, nargs="+",
@@ -268,6 +289,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
                         help="text cleaner of the hypotheses (as stage 13; 'upper' for lower-case models)")
     parser.add_argument("--points", type=int, default=25, help="thresholds per policy")
     parser.add_argument("--wer_margin", type=float, default=0.5)
+    parser.add_argument("--choose_on", default=None,
+                        help="a swept set (by its directory name, e.g. dev) whose cheapest threshold per "
+                        "policy within --wer_margin is then applied to the other sets and reported")
     parser.add_argument("--controller", type=Path, default=None,
                         help="add the learned policy's curve (a controller fitted on dev: fit_exit_controller)")
     parser.add_argument("--title", default="exit policy sweep")
@@ -289,7 +313,15 @@ def main(cmd: Optional[List[str]] = None) -> None:
         except ValueError as e:
             parser.error(str(e))
     tables = {}
-    for decode_dir, data_dir in zip(args.decode_dirs, args.data_dir):
+    pairs = list(zip(args.decode_dirs, args.data_dir))
+    chosen = None
+    if args.choose_on is not None:
+        names = [d.name for d, _ in pairs]
+        if args.choose_on not in names:
+            parser.error(f"--choose_on {args.choose_on}: not one of the swept sets {names}")
+        pairs.sort(key=lambda pair: pair[0].name != args.choose_on)  # that set first
+    applied = {}
+    for decode_dir, data_dir in pairs:
         if not (data_dir / "text").is_file():
             parser.error(f"missing file: {data_dir / 'text'}")
         refs = read_kaldi_text(data_dir / "text")
@@ -298,12 +330,18 @@ def main(cmd: Optional[List[str]] = None) -> None:
                 utt2spk = read_utt2spk(data_dir, refs) if (data_dir / "utt2spk").is_file() else None
                 scorer = WordScorer(refs, sclite, Path(tmp), cleaner=args.cleaner,
                                     hyp_cleaner=args.hyp_cleaner, utt2spk=utt2spk)
-                rows = sweep(decode_dir, args.num_layers, scorer, points=args.points, controller=controller)
+                rows = sweep(decode_dir, args.num_layers, scorer, points=args.points, controller=controller,
+                             chosen_thresholds=chosen)
             except (FileNotFoundError, ValueError) as e:
                 parser.error(str(e))
         write_tsv(decode_dir / "exit_sweep.tsv", rows)
         plot(decode_dir / "exit_sweep.png", rows, f"{args.title}: {decode_dir.name}")
         tables[decode_dir.name] = operating_points(rows, args.wer_margin)
+        if args.choose_on is not None and chosen is None:
+            chosen = {p: r.threshold for p, r in tables[decode_dir.name][1].items()
+                      if r is not None and p != "oracle"}
+        elif chosen is not None:
+            applied[decode_dir.name] = [r for r in rows if r.policy.endswith("@chosen")]
         print(f"{decode_dir}/exit_sweep.tsv: {len(rows)} points; exit_sweep.png", file=sys.stderr)
     # Test sets swept by an earlier run of the same decoding keep their rows in the table.
     for decode_dir in args.decode_dirs:
@@ -312,6 +350,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
                 tables[earlier.parent.name] = operating_points(read_tsv(earlier), args.wer_margin)
     tables = dict(sorted(tables.items()))
     body = markdown(tables, args.wer_margin, args.title)
+    if applied:
+        body += chosen_markdown(applied, tables, args.choose_on)
     if args.output_md:
         args.output_md.write_text(body)
     if args.update_md:

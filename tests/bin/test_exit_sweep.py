@@ -148,3 +148,28 @@ def test_area_vs_fixed_on_curves_with_a_known_answer():
     assert best["entropy"].avg_depth == pytest.approx(1.0) and areas["entropy"] == pytest.approx(-2.0)
     md = exit_sweep.markdown({"test": (last, best, areas)}, 0.5, "t")
     assert "| test | entropy | 3 | 1.000 | 0.000 | 0.00 | 8.0 | 10.0 | -2.00 |" in md
+
+
+def test_thresholds_chosen_on_dev_are_applied_to_test(decoded, tmp_path):
+    """--choose_on dev: each policy's cheapest threshold within the margin on dev is replayed on
+    test, whatever test's own best would be."""
+    import shutil
+
+    data, dec = decoded
+    dev = dec.parent / "dev"
+    shutil.copytree(dec, dev)
+    md = tmp_path / "sweep.md"
+    exit_sweep.main([str(dec), str(dev), "--data_dir", str(data), "--data_dir", str(data), "--num_layers", "6",
+                     "--choose_on", "dev", "--output_md", str(md)])
+    text = md.read_text()
+    assert "Thresholds chosen on dev (its cheapest within the margin), applied to the other sets:" in text
+    dev_rows = {r.policy: r for r in exit_sweep.read_tsv(dev / "exit_sweep.tsv")}
+    _, best, _ = exit_sweep.operating_points(exit_sweep.read_tsv(dev / "exit_sweep.tsv"), 0.5)
+    test_rows = [r for r in exit_sweep.read_tsv(dec / "exit_sweep.tsv") if r.policy.endswith("@chosen")]
+    assert {r.policy for r in test_rows} == {f"{p}@chosen" for p, r in best.items() if r and p != "oracle"}
+    for r in test_rows:
+        assert r.threshold == pytest.approx(best[r.policy[:-7]].threshold)
+        assert f"| test | {r.policy[:-7]} | {r.threshold:.4g} | {r.avg_depth:.3f} |" in text
+    assert not any(p.endswith("@chosen") for p in dev_rows)  # nothing is replayed on dev itself
+    with pytest.raises(SystemExit):
+        exit_sweep.main([str(dec), "--data_dir", str(data), "--num_layers", "6", "--choose_on", "valid"])

@@ -728,6 +728,8 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
         _dev_dir=${asr_exp}/${inference_tag}/${valid_set}
         _controller=${asr_exp}/${inference_tag}/exit_controller.json
         if [ -f "${_dev_dir}/exit${exit_layers##* }/confidence" ]; then
+            # thresholds are chosen on the valid set and applied to the others
+            [[ " ${test_sets} " == *" ${valid_set} "* ]] && _sweep_args+=" --choose_on ${valid_set}"
             _eval=
             for dset in ${test_sets}; do [ "${dset}" != "${valid_set}" ] && _eval+=" --evaluate ${asr_exp}/${inference_tag}/${dset}"; done
             # shellcheck disable=SC2086
