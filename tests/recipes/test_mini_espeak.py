@@ -72,8 +72,10 @@ def test_every_exit_is_decoded_and_policies_really_skip_layers(trained_recipe):
         out = trained_recipe / DECODE / "test" / f"exit{k}"
         assert read_keys(out / "token") == test_keys
         conf = [line.split() for line in (out / "confidence").read_text().splitlines()]
-        assert [c[0] for c in conf] == test_keys and all(len(c) == 4 for c in conf)
-        assert all(0.0 <= float(v) <= 1.0 for c in conf for v in c[1:])
+        assert [c[0] for c in conf] == test_keys and all(len(c) == 5 for c in conf)
+        assert all(0.0 <= float(v) <= 1.0 for c in conf for v in c[1:4])
+        # agreement: exits in a row with the same greedy hypothesis, at most the exits so far
+        assert all(1 <= float(c[4]) <= k // 2 and float(c[4]).is_integer() for c in conf)
     depths = {}
     for run_dir, layer in (("policy_entropy_1.0", 2), ("policy_max_posterior_1.0", 6)):
         out = trained_recipe / DECODE / "test" / run_dir
@@ -120,6 +122,15 @@ def test_results_table_has_a_numeric_row_per_exit_and_a_plot(trained_recipe):
     for dset in ("dev", "test"):
         sweep = (trained_recipe / DECODE / dset / "exit_sweep.tsv").read_text().splitlines()
         policies = {line.split("\t")[0] for line in sweep[1:]}
+        # test replays the thresholds chosen on dev (the valid set, decoded too): one point per
+        # policy that reached the margin on dev
+        from espnet_eexit.bin import exit_sweep
+
+        _, best, _ = exit_sweep.operating_points(
+            exit_sweep.read_tsv(trained_recipe / DECODE / "dev" / "exit_sweep.tsv"), 0.5)
+        expected = {f"{p}@chosen" for p, r in best.items() if r is not None and p != "oracle"}
+        assert {p for p in policies if p.endswith("@chosen")} == (set() if dset == "dev" else expected)
+        policies = {p for p in policies if not p.endswith("@chosen")}
         assert policies - {"learned"} == {"fixed", "entropy", "max_posterior", "nbest_posterior", "agreement", "oracle"}
         # the learned policy's curve exactly when stage 13 could fit a controller on dev (a 1-epoch
         # model's exits may never agree with the last: then the log says why there is none)
