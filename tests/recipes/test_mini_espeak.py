@@ -287,7 +287,8 @@ def test_stage_15_exports_and_the_runtime_matches_pytorch_greedy(trained_recipe,
         assert sorted(runtime_text) == test_keys
         for key in test_keys:
             speech, _ = soundfile.read(wavs[key], dtype="float32")
-            assert runtime_text[key] == (s2t(torch.tensor(speech))[0][0] or "").strip(), (k, key)
+            # ESPnet's char tokens2text keeps a final <space> as a trailing space, as the runtime does
+            assert runtime_text[key].strip() == (s2t(torch.tensor(speech))[0][0] or "").strip(), (k, key)
         for precision in ("fp32", "int8"):
             assert "Sum/Avg" in (trained_recipe / EXP / f"onnx_runtime_{precision}/test/exit{k}/score_wer/result.txt").read_text()
     # the policies stop where they stop in PyTorch: entropy <= 1 at the first exit, max_posterior >= 1 never
