@@ -35,6 +35,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     parser.add_argument("--num_threads", type=int, default=1, help="onnxruntime intra-op threads")
     parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--memory_arena", action="store_true",
+                        help="onnxruntime's memory arena: ~2 x faster on large batches, ~1.8 x the peak memory")
     parser.add_argument("--wav_scp", type=Path, default=None, help="a Kaldi list: utt path")
     parser.add_argument("--output_dir", type=Path, default=None,
                         help="write text, exit (utt layer confidence) and exit_info here")
@@ -71,7 +73,8 @@ def transcribe(cmd: Optional[List[str]] = None) -> None:
     else:
         entries = {Path(a).stem: a for a in args.audio}
         source = "the audio arguments"
-    runtime = EarlyExitRuntime(args.model_dir, precision=args.precision, num_threads=args.num_threads)
+    runtime = EarlyExitRuntime(args.model_dir, precision=args.precision, num_threads=args.num_threads,
+                               memory_arena=args.memory_arena)
     if args.exit_controller is not None and args.policy and args.policy.startswith("learned"):
         from espnet_eexit.exit_policy import parse_policy_spec
 
