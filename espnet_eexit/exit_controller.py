@@ -11,7 +11,7 @@ p >= threshold. The fitted model is a small JSON file.
 """
 import json
 from pathlib import Path
-from typing import Dict, Sequence, Union
+from typing import Dict, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -20,6 +20,13 @@ from espnet_eexit.errors import EarlyExitConfigError
 #: the inputs, in order: the confidences recorded per exit (exit<k>/confidence) + relative depth
 FEATURES = ("entropy", "max_posterior", "nbest_posterior", "agreement", "depth")
 FORMAT = "espnet_eexit.exit_controller"
+
+
+def feature_matrix(measures: Mapping[str, Sequence[float]], depth: float) -> np.ndarray:
+    """(N, F) controller inputs in :data:`FEATURES` order: ``measures`` holds N values of each
+    measured feature (every one but ``depth``; other keys are ignored), ``depth`` is k / L."""
+    columns = [np.asarray(measures[name], dtype=np.float64) for name in FEATURES if name != "depth"]
+    return np.stack(columns + [np.full(len(columns[0]), depth)], axis=1)
 
 
 class ExitController:

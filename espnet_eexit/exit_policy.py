@@ -34,7 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 import numpy as np
 
 from espnet_eexit.errors import EarlyExitConfigError
-from espnet_eexit.exit_controller import ExitController
+from espnet_eexit.exit_controller import ExitController, feature_matrix
 
 
 @dataclass
@@ -416,13 +416,12 @@ class LearnedExit(ExitPolicy):
 def exit_features(point: ExitPoint, nbest: int, agreement: np.ndarray) -> np.ndarray:
     """(B, F) the controller's inputs at an exit (:data:`espnet_eexit.exit_controller.FEATURES`)."""
     log_probs, lengths = np.asarray(point.log_probs), np.asarray(point.lengths)
-    return np.stack([
-        mean_normalised_entropy(log_probs, lengths),
-        mean_max_posterior(log_probs, lengths),
-        nbest_posteriors(log_probs, lengths, nbest, point.blank_id),
-        np.asarray(agreement, dtype=np.float64),
-        np.full(len(lengths), point.layer / point.num_layers),
-    ], axis=1)
+    return feature_matrix(dict(
+        entropy=mean_normalised_entropy(log_probs, lengths),
+        max_posterior=mean_max_posterior(log_probs, lengths),
+        nbest_posterior=nbest_posteriors(log_probs, lengths, nbest, point.blank_id),
+        agreement=agreement,
+    ), point.layer / point.num_layers)
 
 
 class BudgetExit(ExitPolicy):

@@ -95,6 +95,25 @@ def thresholds_for(policy: str, values: np.ndarray, points: int) -> List[float]:
     return sorted(set(float(round(q, 6)) for q in list(qs) + ends))
 
 
+def read_exit_decodings(decode_dir: Path):
+    """An all-exits decoding (``asr_inference --all_exits``): its exit layers (sorted), and per
+    exit ``{utt: text}`` and ``{utt: {measure: value}}`` (:func:`read_confidence`).
+    FileNotFoundError naming what is missing."""
+    layers = sorted(int(p.name[len("exit"):]) for p in decode_dir.glob("exit*") if p.is_dir()
+                    and p.name[len("exit"):].isdigit())
+    if not layers:
+        raise FileNotFoundError(f"{decode_dir}: no exit<k>/ directories (run asr_inference --all_exits)")
+    texts: Dict[int, Dict[str, str]] = {}
+    conf: Dict[int, Dict[str, Dict[str, float]]] = {}
+    for k in layers:
+        for name in ("text", "confidence"):
+            if not (decode_dir / f"exit{k}" / name).is_file():
+                raise FileNotFoundError(f"{decode_dir / f'exit{k}' / name} is missing")
+        texts[k] = read_kaldi_text(decode_dir / f"exit{k}" / "text")
+        conf[k] = read_confidence(decode_dir / f"exit{k}" / "confidence")
+    return layers, texts, conf
+
+
 def sweep(decode_dir: Path, num_layers: int, scorer: WordScorer,
           points: int = 25, oracle_max: int = 5, controller=None,
           chosen_thresholds: Optional[Dict[str, float]] = None) -> List[SweepPoint]:
@@ -103,18 +122,7 @@ def sweep(decode_dir: Path, num_layers: int, scorer: WordScorer,
     ``chosen_thresholds`` (``{policy: threshold}``, chosen on another set) adds each policy's point
     at that threshold, marked by the policy name ``<policy>@chosen``.
     """
-    layers = sorted(int(p.name[len("exit"):]) for p in decode_dir.glob("exit*") if p.is_dir()
-                    and p.name[len("exit"):].isdigit())
-    if not layers:
-        raise FileNotFoundError(f"{decode_dir}: no exit<k>/ directories (run asr_inference --all_exits)")
-    texts = {}
-    conf = {}
-    for k in layers:
-        for name in ("text", "confidence"):
-            if not (decode_dir / f"exit{k}" / name).is_file():
-                raise FileNotFoundError(f"{decode_dir / f'exit{k}' / name} is missing")
-        texts[k] = read_kaldi_text(decode_dir / f"exit{k}" / "text")
-        conf[k] = read_confidence(decode_dir / f"exit{k}" / "confidence")
+    layers, texts, conf = read_exit_decodings(decode_dir)
     keys = scorer.keys
     missing = [key for key in keys if any(key not in conf[k] for k in layers)]
     if missing:
@@ -129,11 +137,12 @@ def sweep(decode_dir: Path, num_layers: int, scorer: WordScorer,
 
     policies = list(CONFIDENCE_POLICIES)
     if controller is not None:
-        from espnet_eexit.exit_controller import FEATURES
+        from espnet_eexit.exit_controller import feature_matrix
 
         controller.check_model(layers, num_layers, "--controller")
         for k in layers[:-1]:
-            features = np.array([[conf[k][key][f] for f in FEATURES[:-1]] + [k / num_layers] for key in keys])
+            features = feature_matrix({m: [conf[k][key][m] for key in keys] for m in CONFIDENCE_POLICIES},
+                                      k / num_layers)
             for key, p in zip(keys, controller.probability(features)):
                 conf[k][key]["learned"] = float(p)  # NaN features give NaN: that utterance goes on
         policies.append("learned")

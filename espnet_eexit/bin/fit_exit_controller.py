@@ -11,49 +11,41 @@ standardised features and writes the controller (JSON). Prints, for the fitting 
 calibration error (ECE, 10 bins) of "this exit's hypothesis will not change".
 """
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
 
-from espnet_eexit.datadir import read_kaldi_text
 from espnet_eexit.errors import EarlyExitConfigError
-from espnet_eexit.exit_controller import FEATURES, ExitController, expected_calibration_error
-
-
-def exit_layers_of(decode_dir: Path) -> List[int]:
-    layers = sorted(int(p.name[4:]) for p in decode_dir.glob("exit*") if p.is_dir() and p.name[4:].isdigit())
-    if len(layers) < 2:
-        raise EarlyExitConfigError(f"{decode_dir}: needs exit<k>/ directories of at least two exits "
-                                   "(asr_inference --all_exits)")
-    return layers
+from espnet_eexit.exit_controller import ExitController, expected_calibration_error, feature_matrix
+from espnet_eexit.exit_policy import CONFIDENCE_POLICIES
 
 
 def samples(decode_dir: Path, num_layers: int) -> Tuple[np.ndarray, np.ndarray, List[int]]:
     """(N, F) features, (N,) labels of every utterance at every exit below the last."""
-    from espnet_eexit.bin.exit_sweep import read_confidence
+    from espnet_eexit.bin.exit_sweep import read_exit_decodings
 
-    layers = exit_layers_of(decode_dir)
-    for k in layers:
-        for name in ("text", "confidence"):
-            if not (decode_dir / f"exit{k}" / name).is_file():
-                raise EarlyExitConfigError(f"{decode_dir / f'exit{k}' / name} is missing")
-    texts = {k: read_kaldi_text(decode_dir / f"exit{k}" / "text") for k in layers}
+    try:
+        layers, texts, conf = read_exit_decodings(decode_dir)
+    except FileNotFoundError as e:
+        raise EarlyExitConfigError(str(e))
+    if len(layers) < 2:
+        raise EarlyExitConfigError(f"{decode_dir}: needs exit<k>/ directories of at least two exits "
+                                   "(asr_inference --all_exits)")
     last = texts[layers[-1]]
     rows, labels = [], []
     for k in layers[:-1]:
-        conf = read_confidence(decode_dir / f"exit{k}" / "confidence")
-        for key, values in conf.items():
-            row = [values[name] for name in FEATURES[:-1]] + [k / num_layers]
-            if any(math.isnan(v) for v in row) or key not in last:
-                continue  # not decoded (bad audio), or written before the agreement column existed
-            rows.append(row)
-            labels.append(float(" ".join(texts[k].get(key, "").split()) == " ".join(last[key].split())))
-    if not rows:
+        keys = [key for key in conf[k] if key in last]
+        x = feature_matrix({m: [conf[k][key][m] for key in keys] for m in CONFIDENCE_POLICIES}, k / num_layers)
+        # NaN: not decoded (bad audio), or written before the agreement column existed
+        complete = ~np.isnan(x).any(axis=1)
+        rows.append(x[complete])
+        labels += [float(" ".join(texts[k].get(key, "").split()) == " ".join(last[key].split()))
+                   for key, ok in zip(keys, complete) if ok]
+    if not labels:
         raise EarlyExitConfigError(f"{decode_dir}: no utterance has every feature (re-decode with this version)")
-    return np.asarray(rows), np.asarray(labels), layers
+    return np.concatenate(rows), np.asarray(labels), layers
 
 
 def report(name: str, controller: ExitController, x: np.ndarray, y: np.ndarray) -> str:

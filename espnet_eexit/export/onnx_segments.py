@@ -248,6 +248,13 @@ def export_model(
     parse_policy_spec(default_policy, controller=exit_controller).bind(model.exit_layers, model.encoder.num_layers)
     if quantize not in (None, "int8"):
         raise EarlyExitConfigError(f"--quantize {quantize}: only int8 is supported")
+    # every check before the first file is written
+    if token_type == "bpe" and (bpemodel is None or not Path(bpemodel).is_file()):
+        raise EarlyExitConfigError(f"--bpemodel {bpemodel}: token_type bpe needs the model's BPE model file")
+    if token_type not in ("bpe", "char", "word"):
+        raise EarlyExitConfigError(
+            f"--token_type {token_type}: the runtime turns tokens into text for bpe, char or word"
+        )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -277,13 +284,7 @@ def export_model(
             graph["int8_file"], graph["int8_bytes"] = int8.name, int8.stat().st_size
 
     if token_type == "bpe":
-        if bpemodel is None or not Path(bpemodel).is_file():
-            raise EarlyExitConfigError(f"--bpemodel {bpemodel}: token_type bpe needs the model's BPE model file")
         shutil.copyfile(bpemodel, output_dir / "bpe.model")
-    elif token_type not in ("char", "word"):
-        raise EarlyExitConfigError(
-            f"--token_type {token_type}: the runtime turns tokens into text for bpe, char or word"
-        )
     manifest = dict(
         format=FORMAT, version=FORMAT_VERSION, opset=OPSET,
         num_layers=encoder.num_layers, exit_layers=list(model.exit_layers),

@@ -197,14 +197,16 @@ class EarlyExitRuntime:
             out["pos_emb"] = pos_emb
         return out
 
-    def policy(self, policy: Union[str, ExitPolicy, None]) -> ExitPolicy:
+    def policy(self, policy: Union[str, ExitPolicy, None], controller: Optional[Path] = None) -> ExitPolicy:
         """A bound policy from a spec (``entropy:0.3``, ``fixed:6``, ``budget:40ms``, ``learned:0.8``
-        with the export's ``exit_controller.json`` ...); None = the export's ``default_policy``."""
+        ...); None = the export's ``default_policy``. ``learned`` reads ``controller``, by default
+        the export's ``exit_controller.json``."""
         if policy is None:
             policy = self.manifest.get("default_policy", "fixed")
         if isinstance(policy, str):
-            controller = self.model_dir / CONTROLLER
-            policy = parse_policy_spec(policy, controller=controller if controller.is_file() else None)
+            if controller is None and (self.model_dir / CONTROLLER).is_file():
+                controller = self.model_dir / CONTROLLER
+            policy = parse_policy_spec(policy, controller=controller)
         return policy.bind(self.exit_layers, self.num_layers)
 
     def decode(self, log_probs: np.ndarray) -> Tuple[str, List[int]]:

@@ -15,13 +15,13 @@ result, and the others are transcribed.
 """
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 
+from espnet_eexit.bin.cli import run_main
 from espnet_eexit.errors import EarlyExitConfigError
 
 
@@ -75,12 +75,7 @@ def transcribe(cmd: Optional[List[str]] = None) -> None:
         source = "the audio arguments"
     runtime = EarlyExitRuntime(args.model_dir, precision=args.precision, num_threads=args.num_threads,
                                memory_arena=args.memory_arena)
-    if args.exit_controller is not None and args.policy and args.policy.startswith("learned"):
-        from espnet_eexit.exit_policy import parse_policy_spec
-
-        policy = runtime.policy(parse_policy_spec(args.policy, controller=args.exit_controller))
-    else:
-        policy = runtime.policy(args.policy)
+    policy = runtime.policy(args.policy, controller=args.exit_controller)
     bad = screen_audio(entries, runtime.fs, source, max_seconds=runtime.max_input_seconds)
     keys = [k for k in entries if k not in bad]
 
@@ -124,11 +119,7 @@ def transcribe(cmd: Optional[List[str]] = None) -> None:
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    try:
-        transcribe(cmd)
-    except EarlyExitConfigError as e:
-        print(f"{sys.argv[0] if cmd is None else 'transcribe'}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(transcribe, cmd)
 
 
 if __name__ == "__main__":
