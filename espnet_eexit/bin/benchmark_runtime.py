@@ -43,13 +43,14 @@ def interleaved_ms(fns: Dict[str, Callable[[], object]], steps: int) -> Dict[str
     return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
 
-def peak_rss_mb(model_dir: Path, precision: str, seconds: float, threads: int) -> float:
+def peak_rss_mb(model_dir: Path, precision: str, seconds: float, threads: int, memory_arena: bool) -> float:
     """Peak resident memory (VmHWM: this process's own, not inherited through fork as ru_maxrss
     is) of a fresh process that loads the runtime and transcribes once."""
     code = (
         "import numpy as np\n"
         "from espnet_eexit.runtime import EarlyExitRuntime\n"
-        f"rt = EarlyExitRuntime({str(model_dir)!r}, precision={precision!r}, num_threads={threads})\n"
+        f"rt = EarlyExitRuntime({str(model_dir)!r}, precision={precision!r}, num_threads={threads}, "
+        f"memory_arena={memory_arena})\n"
         f"w = (np.random.default_rng(0).standard_normal(int({seconds} * rt.fs)) * 0.1).astype('float32')\n"
         "rt.transcribe([w])\n"
         "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)\n"
@@ -107,6 +108,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--memory_arena", action="store_true", help="onnxruntime's memory arena on (as transcribe's)")
     args = parser.parse_args(cmd)
     if (args.asr_train_config is None) != (args.asr_model_file is None):
         parser.error("--asr_train_config and --asr_model_file go together")
@@ -126,7 +128,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
                              for _ in range(batch_size)]
                 torch_ms = pytorch_ms(args, threads, waveforms, exits) if args.asr_train_config else {}
                 for precision in args.precisions:
-                    rt = EarlyExitRuntime(args.model_dir, precision=precision, num_threads=threads)
+                    rt = EarlyExitRuntime(args.model_dir, precision=precision, num_threads=threads,
+                                          memory_arena=args.memory_arena)
                     carried = {0: rt.front_end(waveforms)}
                     for k in exits:
                         carried[k] = rt.segment(k, carried[max(c for c in carried if c < k)])[0]
@@ -159,7 +162,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     print()
     longest = max(args.lengths)
     for precision in args.precisions:
-        rss = peak_rss_mb(args.model_dir, precision, longest, 1)
+        rss = peak_rss_mb(args.model_dir, precision, longest, 1, args.memory_arena)
         print(f"peak RSS, runtime process transcribing {longest:g} s ({precision}, 1 thread): {rss:.0f} MB")
 
 

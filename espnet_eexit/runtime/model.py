@@ -50,12 +50,13 @@ def _session_options(num_threads: int, memory_arena: bool):
     options.intra_op_num_threads = num_threads
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    # Spinning worker threads wait for work by busy-looping: on this 2-vCPU machine 2 threads
-    # then took 82 ms where 1 took 17 (batch 1 x 5 s); without spinning 2 threads take 17-18.
+    # Spinning worker threads wait for work by busy-looping: on a 2-vCPU machine 2 threads
+    # then took 69 ms where 1 took 16 (full depth, batch 1 x 5 s, benchmark_runtime); without
+    # spinning 2 threads take 19.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # The memory arena keeps the largest buffers of every shape seen: peak memory transcribing
-    # 15 s is 241 MB with it and 134 MB without, at the same speed at batch 1; large batches run
-    # ~2.3 x faster with it (8 x 15 s: 550 vs 1262 ms). Off by default: a device decodes batch 1.
+    # 15 s is 240 MB with it and 133 MB without, at the same speed at batch 1; large batches run
+    # ~2.4 x faster with it (8 x 15 s: 534 vs 1287 ms). Off by default: a device decodes batch 1.
     options.enable_cpu_mem_arena = memory_arena
     options.enable_mem_pattern = False
     return options
