@@ -15,10 +15,13 @@ Reported statistics (ESPnet logs, ``images/``, tensorboard):
   ``cer_exit<k>``, ``wer_exit<k>``: the same per exit (``k`` = layer number).
 * ``loss_distill_exit<k>`` (with ``distill_weight`` > 0): exit k's self-distillation loss.
 
-Self-distillation (``distill_weight``): every exit below the last also learns the last exit's CTC
-posteriors, ``loss_k += w_k * KL(p_last || p_k)`` summed over valid frames and divided by the batch
-size (the scale of ESPnet's CTC loss), with no gradient into the last exit through this term: the
-lower exits learn to agree with the full depth, which is what lets a policy stop them early.
+Self-distillation (``distill_weight``): every exit below the last also learns the last exit's
+posteriors, ``loss_k += w_k * (ctc_weight * KL_ctc + (1 - ctc_weight) * KL_att)``: KL_ctc =
+KL(p_last || p_k) of the CTC heads summed over valid frames, KL_att the same for the decoders' token
+distributions (teacher-forced on the reference, as the attention loss is) summed over valid tokens,
+each divided by the batch size (the scale of ESPnet's losses). No gradient goes into the last exit
+through this term: the lower exits learn to agree with the full depth, which is what lets a policy
+stop them early. With a pretrained backbone (Whisper) the teacher is good from the first update.
 
 The heads of the last exit are ESPnet's own ``ctc`` and ``decoder`` attributes (same parameter
 names as a single-exit model, so an ESPnet checkpoint initialises the last exit); those of the
@@ -97,17 +100,21 @@ def resolve_distill_weights(distill_weight: Union[float, List[float]], num_exits
     return weights
 
 
-def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """KL(teacher || student) per frame, summed over valid frames, divided by the batch size.
+def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) per frame (or token), summed over valid ones, divided by the batch size.
 
     Args:
         student, teacher: (B, T, V) log-posteriors (the teacher's are not differentiated).
-        lengths: (B,) valid frames.
+        mask: (B, T) bool, the valid frames (tokens).
     """
     teacher = teacher.detach()
     per_frame = (teacher.exp() * (teacher - student)).sum(-1)  # (B, T)
-    mask = torch.arange(per_frame.size(1), device=lengths.device)[None, :] < lengths[:, None]
     return per_frame.masked_fill(~mask, 0.0).sum() / student.size(0)
+
+
+def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """(B,) lengths -> (B, size) bool, True on the valid positions."""
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def _fresh_copy(module: torch.nn.Module) -> torch.nn.Module:
@@ -130,7 +137,8 @@ class EarlyExitASRModel(ESPnetASRModel):
             ``is_pretrained``, e.g. ``eexit_whisper``).
         exit_loss_weights: ``"sum"`` (paper), ``"mean"``, or one weight per exit.
         distill_weight: self-distillation weight of each exit below the last (one number for all,
-            or one per exit below the last); 0 = off. Needs CTC heads (``ctc_weight`` > 0).
+            or one per exit below the last); 0 = off. Distils the CTC heads, the decoders, or both,
+            in the proportions of ``ctc_weight``.
         **kwargs: every argument of :class:`ESPnetASRModel` (``ctc_weight``, ``lsm_weight``, ...);
             ``interctc_weight`` must stay 0 (exits replace InterCTC).
     """
@@ -186,9 +194,6 @@ class EarlyExitASRModel(ESPnetASRModel):
             )
         weights = resolve_exit_loss_weights(exit_loss_weights, encoder.num_exits)
         distill = resolve_distill_weights(distill_weight, encoder.num_exits)
-        if any(distill) and ctc_weight == 0.0:
-            raise EarlyExitConfigError(
-                "distill_weight > 0 distils the last exit's CTC posteriors: it needs ctc_weight > 0")
 
         super().__init__(
             vocab_size=vocab_size,
@@ -365,7 +370,55 @@ class EarlyExitASRModel(ESPnetASRModel):
         cer = wer = None
         if not self.training and self.error_calculator is not None:
             cer, wer = self.error_calculator(decoder_out.argmax(dim=-1).cpu(), text.cpu())
-        return loss, acc, cer, wer
+        return loss, acc, cer, wer, decoder_out, ys_out != self.ignore_id
+
+    def _exit_head_losses(self, out: ExitOutput, text, text_lengths, stats) -> Dict[str, torch.Tensor]:
+        """Exit ``out.layer``'s CTC and attention losses (``"ctc"``, ``"att"``), its decoder's
+        (B, U+1, V) output and valid-token mask (``"decoder_out"``, ``"token_mask"``); its
+        statistics go into ``stats``."""
+        k = out.layer
+        head: Dict[str, torch.Tensor] = {}
+        if self.ctc_weight > 0.0:
+            head["ctc"], cer_ctc = self._exit_ctc_loss(self.ctc_for_exit(k), out, text, text_lengths)
+            stats[f"loss_ctc_exit{k}"] = head["ctc"].detach()
+            stats[f"cer_ctc_exit{k}"] = cer_ctc
+        if self.ctc_weight < 1.0:
+            head["att"], acc, cer, wer, head["decoder_out"], head["token_mask"] = self._exit_att_loss(
+                self.decoder_for_exit(k), out, text, text_lengths
+            )
+            stats[f"loss_att_exit{k}"] = head["att"].detach()
+            stats[f"acc_exit{k}"] = acc
+            stats[f"cer_exit{k}"] = cer
+            stats[f"wer_exit{k}"] = wer
+        return head
+
+    def _distillation_teacher(self, last: ExitOutput, head: Dict[str, torch.Tensor]):
+        """The last exit's detached log-posteriors: ``(ctc (B, T', V) or None, decoder
+        (B, U+1, V) or None)``; None when self-distillation is off."""
+        if not any(self.distill_weights):
+            return None
+        with torch.no_grad():
+            ctc = self.ctc_for_exit(last.layer).log_softmax(last.hidden) if "ctc" in head else None
+            att = torch.log_softmax(head["decoder_out"], dim=-1) if "att" in head else None
+        return ctc, att
+
+    def _distillation_loss(self, out: ExitOutput, head, teacher, stats) -> torch.Tensor:
+        """``ctc_weight * KL_ctc + (1 - ctc_weight) * KL_att`` of exit ``out.layer`` (module doc)."""
+        k = out.layer
+        teacher_ctc, teacher_att = teacher
+        loss = 0.0
+        if teacher_ctc is not None:
+            student = self.ctc_for_exit(k).log_softmax(out.hidden)
+            kl_ctc = distillation_kl(student, teacher_ctc, length_mask(out.lengths, student.size(1)))
+            stats[f"loss_distill_ctc_exit{k}"] = kl_ctc.detach()
+            loss = loss + self.ctc_weight * kl_ctc
+        if teacher_att is not None:
+            student = torch.log_softmax(head["decoder_out"], dim=-1)
+            kl_att = distillation_kl(student, teacher_att, head["token_mask"])
+            stats[f"loss_distill_att_exit{k}"] = kl_att.detach()
+            loss = loss + (1.0 - self.ctc_weight) * kl_att
+        stats[f"loss_distill_exit{k}"] = loss.detach()
+        return loss
 
     def forward(
         self,
@@ -390,35 +443,18 @@ class EarlyExitASRModel(ESPnetASRModel):
         total = 0.0
         stats: Dict[str, Optional[torch.Tensor]] = {}
         outs = self.encode_exits(speech, speech_lengths)
-        teacher = None
-        if any(self.distill_weights):
-            last = outs[-1]
-            teacher = self.ctc_for_exit(last.layer).log_softmax(last.hidden)
-        for i, (weight, out) in enumerate(zip(self.exit_loss_weights, outs)):
+        heads = [self._exit_head_losses(out, text, text_lengths, stats) for out in outs]
+        teacher = self._distillation_teacher(outs[-1], heads[-1])
+        for i, (weight, out, head) in enumerate(zip(self.exit_loss_weights, outs, heads)):
             k = out.layer
-            loss_ctc = loss_att = None
-            if self.ctc_weight > 0.0:
-                loss_ctc, cer_ctc = self._exit_ctc_loss(self.ctc_for_exit(k), out, text, text_lengths)
-                stats[f"loss_ctc_exit{k}"] = loss_ctc.detach()
-                stats[f"cer_ctc_exit{k}"] = cer_ctc
-            if self.ctc_weight < 1.0:
-                loss_att, acc, cer, wer = self._exit_att_loss(
-                    self.decoder_for_exit(k), out, text, text_lengths
-                )
-                stats[f"loss_att_exit{k}"] = loss_att.detach()
-                stats[f"acc_exit{k}"] = acc
-                stats[f"cer_exit{k}"] = cer
-                stats[f"wer_exit{k}"] = wer
-            if loss_att is None:
-                loss_k = loss_ctc
-            elif loss_ctc is None:
-                loss_k = loss_att
+            if "att" not in head:
+                loss_k = head["ctc"]
+            elif "ctc" not in head:
+                loss_k = head["att"]
             else:
-                loss_k = self.ctc_weight * loss_ctc + (1.0 - self.ctc_weight) * loss_att
+                loss_k = self.ctc_weight * head["ctc"] + (1.0 - self.ctc_weight) * head["att"]
             if teacher is not None and i < len(outs) - 1 and self.distill_weights[i] > 0:
-                student = self.ctc_for_exit(k).log_softmax(out.hidden)
-                loss_distill = distillation_kl(student, teacher, out.lengths)
-                stats[f"loss_distill_exit{k}"] = loss_distill.detach()
+                loss_distill = self._distillation_loss(out, head, teacher, stats)
                 loss_k = loss_k + self.distill_weights[i] * loss_distill
             stats[f"loss_exit{k}"] = loss_k.detach()
             total = total + weight * loss_k

@@ -271,5 +271,56 @@ def test_self_distillation_adds_the_kl_to_the_last_exit_and_no_gradient_into_it(
 def test_distill_weight_values_are_checked():
     with pytest.raises(EarlyExitConfigError, match="distill_weight=\\[1.0\\]: give one number >= 0, or 2"):
         build_model(model_conf=dict(ctc_weight=1.0, distill_weight=[1.0]))
-    with pytest.raises(EarlyExitConfigError, match="needs ctc_weight > 0"):
-        build_model(**{**AED, "model_conf": dict(ctc_weight=0.0, distill_weight=1.0)})
+    with pytest.raises(EarlyExitConfigError, match="distill_weight=-1.0: give one number >= 0"):
+        build_model(**{**AED, "model_conf": dict(ctc_weight=0.0, distill_weight=-1.0)})
+
+
+def test_self_distillation_of_the_decoders_mixes_with_the_ctc_kl_by_ctc_weight():
+    """Joint CTC/attention, ctc_weight c: loss_exit<k> gains w * (c * KL_ctc + (1 - c) * KL_att),
+    KL_att = KL(last decoder || exit k's decoder) on the teacher-forced reference tokens (eos
+    included, padding excluded), computed here with torch's kl_div; no gradient into the last
+    exit's decoder."""
+    import torch.nn.functional as F
+
+    conf = dict(ctc_weight=0.3)
+    plain = build_model(**{**AED, "model_conf": conf})
+    model = build_model(**{**AED, "model_conf": dict(conf, distill_weight=2.0)})
+    model.load_state_dict(plain.state_dict())
+    model.eval(), plain.eval()
+    speech, lengths, text, text_lengths = batch()
+    loss, stats, _ = model(speech, lengths, text.clone(), text_lengths)
+    ref_loss, ref_stats, _ = plain(speech, lengths, text.clone(), text_lengths)
+    with torch.no_grad():
+        outs = {o.layer: o for o in model.encode_exits(speech, lengths)}
+        # teacher forcing: <sos> then the reference, padded (the padding is not scored)
+        ys_in = torch.full((text.size(0), int(text_lengths.max()) + 1), model.eos)
+        ys_in[:, 0] = model.sos
+        for b, n in enumerate(text_lengths.tolist()):
+            ys_in[b, 1: n + 1] = text[b, :n]
+        def decoder_log_probs(k):
+            out, _ = model.decoder_for_exit(k)(outs[k].hidden, outs[k].lengths, ys_in, text_lengths + 1)
+            return out.log_softmax(-1)
+        teacher_att = decoder_log_probs(6)
+        teacher_ctc = model.ctc_for_exit(6).log_softmax(outs[6].hidden)
+    expected_total = float(ref_loss)
+    for k in (2, 4):
+        student_att = decoder_log_probs(k)
+        kl_att = sum(F.kl_div(student_att[b, : n + 1], teacher_att[b, : n + 1], log_target=True,
+                              reduction="sum") for b, n in enumerate(text_lengths.tolist()))
+        student_ctc = model.ctc_for_exit(k).log_softmax(outs[k].hidden)
+        kl_ctc = sum(F.kl_div(student_ctc[b, :n], teacher_ctc[b, :n], log_target=True, reduction="sum")
+                     for b, n in enumerate(outs[k].lengths.tolist()))
+        kl_att, kl_ctc = float(kl_att) / speech.size(0), float(kl_ctc) / speech.size(0)
+        assert kl_att > 0 and kl_ctc > 0
+        assert float(stats[f"loss_distill_att_exit{k}"]) == pytest.approx(kl_att, rel=1e-4)
+        assert float(stats[f"loss_distill_ctc_exit{k}"]) == pytest.approx(kl_ctc, rel=1e-4)
+        distill = 0.3 * kl_ctc + 0.7 * kl_att
+        assert float(stats[f"loss_exit{k}"]) == pytest.approx(
+            float(ref_stats[f"loss_exit{k}"]) + 2.0 * distill, rel=1e-4)
+        expected_total += 2.0 * distill
+    assert float(loss) == pytest.approx(expected_total, rel=1e-4)
+    loss.backward()
+    ref_loss.backward()
+    reference = dict(plain.named_parameters())
+    for name, param in model.decoder.named_parameters():
+        assert torch.allclose(param.grad, reference["decoder." + name].grad, atol=1e-6), name
