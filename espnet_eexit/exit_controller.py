@@ -7,7 +7,9 @@ sweep and the ONNX runtime):
 
 fitted on ``dev`` (``python -m espnet_eexit.bin.fit_exit_controller``) with the label "exit k's
 hypothesis equals the last exit's". The ``learned`` policy stops at the first exit with
-p >= threshold. The fitted model is a small JSON file.
+p >= threshold. The fitted model is a small JSON file. A controller may use a subset of the
+features: those a model's decoding records (with greedy decoding of an attention decoder there is
+no N-best posterior).
 """
 import json
 from pathlib import Path
@@ -30,29 +32,39 @@ def feature_matrix(measures: Mapping[str, Sequence[float]], depth: float) -> np.
 
 
 class ExitController:
-    """Logistic regression over :data:`FEATURES`.
+    """Logistic regression over :data:`FEATURES` (or a subset of them).
 
     Args:
-        weights: (F,) one weight per feature (of standardised features).
+        weights: (F',) one weight per feature used (of standardised features).
         bias: the intercept.
-        mean, std: (F,) standardisation of the features.
+        mean, std: (F',) standardisation of the features used.
         exit_layers, num_layers: the model the controller was fitted for (checked when it is used).
+        features: the features used, in :data:`FEATURES` order (default: all).
     """
 
     def __init__(self, weights: Sequence[float], bias: float, mean: Sequence[float], std: Sequence[float],
-                 exit_layers: Sequence[int], num_layers: int):
+                 exit_layers: Sequence[int], num_layers: int, features: Sequence[str] = FEATURES):
+        self.features = tuple(features)
+        if not self.features or [f for f in FEATURES if f in self.features] != list(self.features):
+            raise EarlyExitConfigError(
+                f"an exit controller's features must be some of {list(FEATURES)}, in that order; got "
+                f"{list(self.features)}")
+        self.columns = [FEATURES.index(f) for f in self.features]
         self.weights = np.asarray(weights, dtype=np.float64)
         self.bias = float(bias)
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
         self.exit_layers = [int(k) for k in exit_layers]
         self.num_layers = int(num_layers)
-        if not (self.weights.shape == self.mean.shape == self.std.shape == (len(FEATURES),)):
-            raise EarlyExitConfigError(f"an exit controller needs {len(FEATURES)} weights, means and stds")
+        if not (self.weights.shape == self.mean.shape == self.std.shape == (len(self.features),)):
+            raise EarlyExitConfigError(
+                f"an exit controller needs {len(self.features)} weights, means and stds (one per feature)")
 
     def probability(self, features: np.ndarray) -> np.ndarray:
-        """(N, F) features -> (N,) probability that the hypothesis will not change deeper."""
-        z = (np.asarray(features, dtype=np.float64) - self.mean) / self.std @ self.weights + self.bias
+        """(N, F) features (all of :data:`FEATURES`) -> (N,) probability that the hypothesis will
+        not change deeper."""
+        x = np.asarray(features, dtype=np.float64)[:, self.columns]
+        z = (x - self.mean) / self.std @ self.weights + self.bias
         return 1.0 / (1.0 + np.exp(-z))
 
     def check_model(self, exit_layers: Sequence[int], num_layers: int, source: str = "controller") -> None:
@@ -62,7 +74,7 @@ class ExitController:
                 f"model has exits {list(exit_layers)} of {num_layers}: fit one on this model's dev decoding")
 
     def to_dict(self) -> Dict:
-        return dict(format=FORMAT, features=list(FEATURES), weights=self.weights.tolist(), bias=self.bias,
+        return dict(format=FORMAT, features=list(self.features), weights=self.weights.tolist(), bias=self.bias,
                     mean=self.mean.tolist(), std=self.std.tolist(), exit_layers=self.exit_layers,
                     num_layers=self.num_layers)
 
@@ -79,12 +91,16 @@ class ExitController:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise EarlyExitConfigError(f"exit controller {path}: not valid JSON ({e})")
-        if data.get("format") != FORMAT or data.get("features") != list(FEATURES):
+        features = data.get("features")
+        if data.get("format") != FORMAT or not isinstance(features, list) or not set(features) <= set(FEATURES):
             raise EarlyExitConfigError(
-                f"exit controller {path}: expected format {FORMAT!r} with features {list(FEATURES)}, "
-                f"got {data.get('format')!r} with {data.get('features')}")
-        return cls(data["weights"], data["bias"], data["mean"], data["std"], data["exit_layers"],
-                   data["num_layers"])
+                f"exit controller {path}: expected format {FORMAT!r} with features among {list(FEATURES)}, "
+                f"got {data.get('format')!r} with {features}")
+        try:
+            return cls(data["weights"], data["bias"], data["mean"], data["std"], data["exit_layers"],
+                       data["num_layers"], features)
+        except (KeyError, TypeError, ValueError, EarlyExitConfigError) as e:
+            raise EarlyExitConfigError(f"exit controller {path}: {e}")
 
 
 def expected_calibration_error(probability: np.ndarray, label: np.ndarray, bins: int = 10) -> float:

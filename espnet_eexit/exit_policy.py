@@ -4,6 +4,12 @@ At every exit of the encoder (shallow first) a policy looks at that exit's CTC p
 decides, per utterance, whether to stop there; utterances that stop drop out of the batch and the
 layers above are never computed for them. The last exit always stops.
 
+A model without CTC heads (an attention encoder-decoder such as early-exit Whisper) gives the same
+policies its decoder's view instead: the exit's decoder decodes the utterance, and the "frames"
+are the decoder's steps along its own hypothesis (its log-posteriors at each output token and at
+``<eos>``, teacher-forced on that hypothesis); ``nbest_posterior`` reads the beam search's N-best
+scores and ``agreement`` compares the decoded hypotheses. That costs one decoding per exit visited.
+
 =================  ===================================================  ===================
 name               confidence at an exit (per utterance)                stops when
 =================  ===================================================  ===================
@@ -46,14 +52,20 @@ class ExitPoint:
         next_layer: the next exit's layer, ``None`` at the last exit.
         num_layers: L, the encoder's number of layers.
         log_probs: (B, T', V) array, the exit's CTC log-posteriors (for the utterances still
-            running); None for policies that do not read them (``needs_posteriors = False``).
-        lengths: (B,) integer array, valid frames.
+            running), or for a model without CTC heads its decoder's (B, U+1, V) log-posteriors
+            along its own hypotheses (module doc); None for policies that do not read them
+            (``needs_posteriors = False``).
+        lengths: (B,) integer array, valid frames (decoder steps).
         elapsed_s: encoder wall time so far for this batch (front end + layers up to ``layer``).
         front_end_s: the part of ``elapsed_s`` spent in the front end (features, subsampling
             input): the budget policy projects the next exit's time from the layers' time alone.
         blank_id: the CTC blank's index in the model's token list.
         utterances: (B,) each running utterance's position in the batch the decoding started
             with (``None`` = 0..B-1): policies that keep a history per utterance key on it.
+        hypotheses: the exit's hypothesis (token ids) per utterance when decoded by a decoder;
+            ``None``: the greedy CTC hypotheses of ``log_probs``.
+        nbest_scores: per utterance, the log-probabilities of the decoder's N-best hypotheses;
+            ``None``: the CTC prefix beam search over ``log_probs``.
     """
 
     layer: int
@@ -65,6 +77,23 @@ class ExitPoint:
     front_end_s: float = 0.0
     blank_id: int = 0
     utterances: Optional[np.ndarray] = None
+    hypotheses: Optional[List[Tuple[int, ...]]] = None
+    nbest_scores: Optional[List[Sequence[float]]] = None
+
+    def hypotheses_or_greedy(self) -> List[Tuple[int, ...]]:
+        """Each running utterance's hypothesis at this exit: the decoder's, or the greedy CTC one."""
+        if self.hypotheses is not None:
+            return list(self.hypotheses)
+        return [ctc_greedy_ids(lp[: int(n)], self.blank_id)
+                for lp, n in zip(np.asarray(self.log_probs), np.asarray(self.lengths))]
+
+    def nbest_posteriors(self, nbest: int) -> np.ndarray:
+        """(B,) :func:`nbest_posterior` of each running utterance: over the decoder's N-best
+        scores (NaN with fewer than 2: greedy decoding), or a CTC prefix beam search of ``nbest``."""
+        if self.nbest_scores is not None:
+            return np.asarray([nbest_posterior(s) if len(s) >= 2 else math.nan for s in self.nbest_scores],
+                              dtype=np.float64)
+        return nbest_posteriors(self.log_probs, self.lengths, nbest, self.blank_id)
 
 
 def _masked_frame_mean(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -330,7 +359,7 @@ class NBestPosteriorExit(ExitPolicy):
             )
 
     def decide(self, point):
-        value = nbest_posteriors(point.log_probs, point.lengths, self.nbest, point.blank_id)
+        value = point.nbest_posteriors(self.nbest)
         return value >= self.threshold, value
 
     def describe(self):
@@ -338,8 +367,8 @@ class NBestPosteriorExit(ExitPolicy):
 
 
 class AgreementExit(ExitPolicy):
-    """Patience (PABEE-style): stop when the greedy CTC hypotheses of the last ``threshold``
-    consecutive exits are the same (``threshold`` = the patience p >= 2).
+    """Patience (PABEE-style): stop when the hypotheses (greedy CTC, or the decoder's) of the last
+    ``threshold`` consecutive exits are the same (``threshold`` = the patience p >= 2).
 
     Its value at an exit is :func:`agreement_count`. It keeps each running utterance's last
     hypothesis between exits (keyed by ``ExitPoint.utterances``) and starts afresh at the first exit.
@@ -360,11 +389,10 @@ class AgreementExit(ExitPolicy):
     def decide(self, point):
         if point.layer == self._first_exit:
             self._previous = {}
-        log_probs, lengths = np.asarray(point.log_probs), np.asarray(point.lengths)
+        lengths = np.asarray(point.lengths)
         utterances = np.arange(len(lengths)) if point.utterances is None else np.asarray(point.utterances)
         counts = []
-        for lp, n, utt in zip(log_probs, lengths, utterances.tolist()):
-            hyp = ctc_greedy_ids(lp[: int(n)], point.blank_id)
+        for hyp, utt in zip(point.hypotheses_or_greedy(), utterances.tolist()):
             count = agreement_count(hyp, self._previous.get(utt))
             self._previous[utt] = (hyp, count)
             counts.append(count)
@@ -413,15 +441,24 @@ class LearnedExit(ExitPolicy):
         return value >= self.threshold, value
 
 
-def exit_features(point: ExitPoint, nbest: int, agreement: np.ndarray) -> np.ndarray:
-    """(B, F) the controller's inputs at an exit (:data:`espnet_eexit.exit_controller.FEATURES`)."""
+def exit_measures(point: ExitPoint, nbest: int, agreement: np.ndarray) -> Dict[str, np.ndarray]:
+    """Every confidence measure of :data:`CONFIDENCE_POLICIES` at an exit: ``{name: (B,)}``
+    (``agreement`` is the caller's :class:`AgreementExit` value; NaN for an utterance with no
+    frames)."""
     log_probs, lengths = np.asarray(point.log_probs), np.asarray(point.lengths)
-    return feature_matrix(dict(
+    empty = lengths == 0
+    measures = dict(
         entropy=mean_normalised_entropy(log_probs, lengths),
         max_posterior=mean_max_posterior(log_probs, lengths),
-        nbest_posterior=nbest_posteriors(log_probs, lengths, nbest, point.blank_id),
-        agreement=agreement,
-    ), point.layer / point.num_layers)
+        nbest_posterior=point.nbest_posteriors(nbest),
+        agreement=np.asarray(agreement, dtype=np.float64),
+    )
+    return {name: np.where(empty, np.nan, value) for name, value in measures.items()}
+
+
+def exit_features(point: ExitPoint, nbest: int, agreement: np.ndarray) -> np.ndarray:
+    """(B, F) the controller's inputs at an exit (:data:`espnet_eexit.exit_controller.FEATURES`)."""
+    return feature_matrix(exit_measures(point, nbest, agreement), point.layer / point.num_layers)
 
 
 class BudgetExit(ExitPolicy):

@@ -16,10 +16,8 @@ decoding time of a small CPU model in Python steps, one per output token, while 
 costs one argmax; on a trained model the two rarely differ.
 """
 import logging
-import math
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-import numpy as np
 import torch
 from espnet2.bin.asr_inference import Speech2Text
 from espnet.nets.beam_search import Hypothesis
@@ -27,16 +25,8 @@ from espnet.nets.scorers.ctc import CTCPrefixScorer
 
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_info import format_exit_info, summarise
-from espnet_eexit.exit_policy import (
-    ExitPolicy,
-    agreement_count,
-    ctc_greedy_ids,
-    ctc_prefix_beam_search,
-    mean_max_posterior,
-    mean_normalised_entropy,
-    nbest_posterior,
-)
-from espnet_eexit.model import EarlyExitASRModel, ExitDecision
+from espnet_eexit.exit_policy import CONFIDENCE_POLICIES, AgreementExit, ExitPoint, ExitPolicy, exit_measures
+from espnet_eexit.model import DecodedExit, EarlyExitASRModel, ExitDecision
 
 # ESPnet's n-best result: (text, tokens, token ids, Hypothesis)
 Results = List[tuple]
@@ -48,12 +38,15 @@ def empty_results(nbest: int) -> Results:
 
 
 class ExitConfidences(NamedTuple):
-    """Every policy's confidence measure for one utterance at one exit."""
+    """Every policy's confidence measure for one utterance at one exit (:data:`CONFIDENCE_POLICIES`)."""
 
     entropy: float
     max_posterior: float
     nbest_posterior: float
-    agreement: float  # consecutive exits ending here with the same greedy CTC hypothesis
+    agreement: float  # consecutive exits ending here with the same hypothesis
+
+
+assert ExitConfidences._fields == CONFIDENCE_POLICIES
 
 
 class EarlyExitSpeech2Text(Speech2Text):
@@ -153,12 +146,43 @@ class EarlyExitSpeech2Text(Speech2Text):
         if self.exit_policy is None:
             raise EarlyExitConfigError("decode_batch needs an exit policy (exit_policy=...)")
         speech, speech_lengths = speech.to(self.device), speech_lengths.to(self.device)
-        decisions = self.asr_model.encode_with_policy(speech, speech_lengths, self.exit_policy)
+        decisions = self.asr_model.encode_with_policy(
+            speech, speech_lengths, self.exit_policy,
+            decode_exit=None if self._has_ctc_heads() else self.decode_exit)
         out = []
         for decision in decisions:
             self._count_exit(decision.layer)
-            out.append((decision, self._decode_from(decision.layer, decision.hidden)))
+            results = decision.results
+            if results is None:
+                results = self._decode_from(decision.layer, decision.hidden)
+            out.append((decision, results))
         return out
+
+    def _has_ctc_heads(self) -> bool:
+        model = self.asr_model
+        return model.ctc_for_exit(model.exit_layers[0]) is not None
+
+    def decode_exit(self, layer: int, hidden: torch.Tensor, lengths: torch.Tensor) -> DecodedExit:
+        """Decode a batch's (B, T', D) outputs of exit ``layer`` with its decoder, and what the
+        policies read of it (a model without CTC heads: :mod:`espnet_eexit.exit_policy`)."""
+        model = self.asr_model
+        results = [self._decode_from(layer, hidden[b, : int(n)]) for b, n in enumerate(lengths.tolist())]
+        hypotheses = []
+        for nbest in results:
+            yseq = [int(t) for t in nbest[0][3].yseq]
+            if yseq and yseq[-1] == model.eos:
+                yseq = yseq[:-1]
+            hypotheses.append(tuple(yseq[1:]))  # without sos
+        log_probs, steps = model.decoder_log_posteriors(layer, hidden, lengths, hypotheses)
+        steps = steps.numpy().copy()
+        steps[lengths.cpu().numpy() == 0] = 0  # no frames: no decoding (an empty result)
+        return DecodedExit(
+            log_probs=log_probs.cpu().numpy(),
+            lengths=steps,
+            hypotheses=hypotheses,
+            nbest_scores=[[float(r[3].score) for r in nbest] for nbest in results],
+            results=results,
+        )
 
     def _decode_from(self, layer: int, hidden: torch.Tensor) -> Results:
         """ESPnet's n-best results for one utterance's (T', D) exit output."""
@@ -221,41 +245,33 @@ class EarlyExitSpeech2Text(Speech2Text):
         model = self.asr_model
         speech, speech_lengths = speech.to(self.device), speech_lengths.to(self.device)
         results: Dict[int, List[Tuple[ExitConfidences, Results]]] = {}
-        previous: Dict[int, Tuple[Tuple[int, ...], int]] = {}  # utterance -> (greedy hyp, agreement)
+        agreement = AgreementExit(2).bind(model.exit_layers, model.encoder.num_layers)
         for out in model.encode_exits(speech, speech_lengths):
-            head = model.ctc_for_exit(out.layer)
-            log_probs = head.log_softmax(out.hidden) if head is not None else None
+            point, decoded = self._exit_point(out)
+            measures = exit_measures(point, self.confidence_nbest, agreement.decide(point)[1])
             per_utt = []
             for b in range(out.hidden.size(0)):
-                n = int(out.lengths[b])
-                confidences, previous[b] = self.confidences(
-                    log_probs[b, :n] if log_probs is not None else None, previous.get(b))
-                per_utt.append((confidences, self._decode_from(out.layer, out.hidden[b, :n])))
+                confidences = ExitConfidences(*(float(measures[name][b]) for name in CONFIDENCE_POLICIES))
+                decoding = (decoded.results[b] if decoded is not None
+                            else self._decode_from(out.layer, out.hidden[b, : int(out.lengths[b])]))
+                per_utt.append((confidences, decoding))
             results[out.layer] = per_utt
         self.utterances += speech.size(0)
         return results
 
-    def confidences(
-        self, log_probs: Optional[torch.Tensor], previous: Optional[Tuple[Tuple[int, ...], int]] = None
-    ) -> Tuple[ExitConfidences, Optional[Tuple[Tuple[int, ...], int]]]:
-        """Every confidence measure of one utterance's (T', V) CTC log-posteriors at an exit.
-
-        ``previous`` is what this returned for the utterance at the previous exit (None at the
-        first): the agreement count continues from it. Returns the confidences and that state.
-        """
-        if log_probs is None or log_probs.size(0) == 0:
-            return ExitConfidences(math.nan, math.nan, math.nan, math.nan), None
-        log_probs = log_probs.float().cpu().numpy()  # the policies' maths is numpy
-        lengths = np.array([log_probs.shape[0]])
-        hyps = ctc_prefix_beam_search(log_probs, self.confidence_nbest, blank=self.blank_id)
-        greedy = ctc_greedy_ids(log_probs, self.blank_id)
-        agreement = agreement_count(greedy, previous)
-        return ExitConfidences(
-            entropy=float(mean_normalised_entropy(log_probs[None], lengths)[0]),
-            max_posterior=float(mean_max_posterior(log_probs[None], lengths)[0]),
-            nbest_posterior=nbest_posterior([score for _, score in hyps]),
-            agreement=float(agreement),
-        ), (greedy, agreement)
+    def _exit_point(self, out) -> Tuple[ExitPoint, Optional[DecodedExit]]:
+        """What the policies see at an exit of the whole batch: its CTC posteriors, or (a model
+        without CTC heads) its decoder's decoding (then returned too)."""
+        model = self.asr_model
+        common = dict(layer=out.layer, next_layer=None, num_layers=model.encoder.num_layers,
+                      blank_id=self.blank_id)
+        head = model.ctc_for_exit(out.layer)
+        if head is not None:
+            log_probs = head.log_softmax(out.hidden).float().cpu().numpy()  # the policies' maths is numpy
+            return ExitPoint(log_probs=log_probs, lengths=out.lengths.cpu().numpy(), **common), None
+        decoded = self.decode_exit(out.layer, out.hidden, out.lengths)
+        return ExitPoint(log_probs=decoded.log_probs, lengths=decoded.lengths,
+                         hypotheses=decoded.hypotheses, nbest_scores=decoded.nbest_scores, **common), decoded
 
     # ------------------------------------------------------------------ bookkeeping
     def exit_summary(self) -> str:

@@ -29,14 +29,14 @@ other exits live in ``exit_ctcs`` / ``exit_decoders``, keyed by layer number.
 """
 import copy
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from espnet2.asr.decoder.linear_decoder import LinearDecoder
 from espnet2.asr.espnet_model import ESPnetASRModel, autocast, autocast_type
 from espnet2.torch_utils.device_funcs import force_gatherable
-from espnet.nets.pytorch_backend.nets_utils import th_accuracy
+from espnet.nets.pytorch_backend.nets_utils import pad_list, th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 
 from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, ExitOutput
@@ -55,11 +55,37 @@ class ExitDecision:
         layer: the exit's layer; layers above it were not computed for this utterance.
         confidence: the policy's value at that exit (NaN for ``fixed``/``budget``).
         hidden: (T', D) encoder output at that exit (valid frames only).
+        results: the exit decoder's n-best results when the policy read them (a model without
+            CTC heads, :class:`DecodedExit`), so that they are not decoded twice; else None.
     """
 
     layer: int
     confidence: float
     hidden: torch.Tensor
+    results: Optional[Any] = None
+
+
+@dataclass
+class DecodedExit:
+    """One exit's decoding of the running utterances, for policies of a model without CTC heads.
+
+    Attributes:
+        log_probs: (B, U+1, V) the exit decoder's log-posteriors along each hypothesis and <eos>.
+        lengths: (B,) valid steps (U_b + 1).
+        hypotheses: each utterance's best hypothesis (token ids, without sos/eos).
+        nbest_scores: each utterance's N-best log-probabilities (one value with greedy decoding).
+        results: each utterance's n-best results (ESPnet's ``Speech2Text`` layout).
+    """
+
+    log_probs: np.ndarray
+    lengths: np.ndarray
+    hypotheses: List[Tuple[int, ...]]
+    nbest_scores: List[List[float]]
+    results: List[Any]
+
+
+#: decodes the running utterances' (B, T', D) outputs of an exit: (layer, hidden, lengths) -> ...
+ExitDecoding = Callable[[int, torch.Tensor, torch.Tensor], DecodedExit]
 
 
 def resolve_exit_loss_weights(
@@ -290,18 +316,49 @@ class EarlyExitASRModel(ESPnetASRModel):
         return out.hidden, out.lengths
 
     @torch.no_grad()
+    def decoder_log_posteriors(
+        self, layer: int, hidden: torch.Tensor, lengths: torch.Tensor, hypotheses: Sequence[Sequence[int]]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Exit ``layer``'s decoder teacher-forced on given hypotheses: its log-posteriors at each
+        output token and at <eos>.
+
+        Args:
+            hidden: (B, T', D) the exit's encoder output; lengths: (B,)
+            hypotheses: B token-id sequences (without sos/eos).
+        Returns:
+            (B, U+1, V) log-posteriors (step u predicts token u; the last valid step <eos>) and
+            (B,) valid steps (fewer past the positions of a decoder with ``max_output_length``).
+        """
+        decoder = self.decoder_for_exit(layer)
+        if decoder is None:
+            raise EarlyExitConfigError("this model has no attention decoder")
+        # a decoder with learned positions (Whisper's) cannot score past its last one: a hypothesis
+        # cut there by the beam search (which then adds <eos> unscored) is scored up to it
+        limit = getattr(decoder, "max_output_length", None) or max(len(h) + 1 for h in hypotheses)
+        ys_in = pad_list([torch.tensor([self.sos, *h][:limit], dtype=torch.long) for h in hypotheses], self.eos)
+        steps = torch.tensor([min(len(h) + 1, limit) for h in hypotheses], dtype=torch.long)
+        out, _ = decoder(hidden, lengths, ys_in.to(hidden.device), steps.to(hidden.device))
+        return torch.log_softmax(out.float(), dim=-1), steps
+
+    @torch.no_grad()
     def encode_with_policy(
-        self, speech: torch.Tensor, speech_lengths: torch.Tensor, policy: ExitPolicy
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        policy: ExitPolicy,
+        decode_exit: Optional[ExitDecoding] = None,
     ) -> List[ExitDecision]:
         """Run the encoder exit by exit; each utterance stops where ``policy`` says.
 
         Utterances that stop drop out of the batch (:meth:`EncoderState.select`), so the layers
-        above an utterance's exit are never computed for it; the batch ends when all have stopped.
+        above an utterance's exit are never computed for them; the batch ends when all have stopped.
 
         Args:
             speech: (B, S) waveforms (or (B, T, D) features).
             speech_lengths: (B,)
             policy: a bound :class:`ExitPolicy`.
+            decode_exit: for a model without CTC heads, decodes an exit's running utterances
+                (:class:`DecodedExit`): the policy then reads the decoder (``exit_policy`` doc).
         Returns:
             One :class:`ExitDecision` per utterance, in batch order.
         """
@@ -317,26 +374,32 @@ class EarlyExitASRModel(ESPnetASRModel):
             state = encoder.advance(state, layer)
             out = self._post_encode(encoder.exit_output(state))
             is_last = i == len(self.exit_layers) - 1
-            log_probs = None
+            evidence = dict(log_probs=None, lengths=out.lengths.cpu().numpy())
+            decoded = None
             if policy.needs_posteriors:
                 head = self.ctc_for_exit(layer)
-                if head is None:
+                if head is not None:
+                    # the policies' maths is numpy (shared with the ONNX runtime)
+                    evidence["log_probs"] = head.log_softmax(out.hidden).float().cpu().numpy()
+                elif decode_exit is not None:
+                    decoded = decode_exit(layer, out.hidden, out.lengths)
+                    evidence = dict(log_probs=decoded.log_probs, lengths=decoded.lengths,
+                                    hypotheses=decoded.hypotheses, nbest_scores=decoded.nbest_scores)
+                else:
                     raise EarlyExitConfigError(
                         f"exit policy '{policy.name}' reads CTC posteriors, but this model has "
-                        "no CTC head (ctc_weight 0): use --exit_policy fixed or budget"
+                        "no CTC head (ctc_weight 0) and no exit decoding was given: use "
+                        "--exit_policy fixed or budget"
                     )
-                # the policies' maths is numpy (shared with the ONNX runtime)
-                log_probs = head.log_softmax(out.hidden).float().cpu().numpy()
             point = ExitPoint(
                 layer=layer,
                 next_layer=None if is_last else self.exit_layers[i + 1],
                 num_layers=encoder.num_layers,
-                log_probs=log_probs,
-                lengths=out.lengths.cpu().numpy(),
                 elapsed_s=clock.elapsed(),
                 front_end_s=front_end_s,
                 blank_id=self.blank_id,
                 utterances=running.numpy(),
+                **evidence,
             )
             stop, confidence = policy.decide(point)
             stop = torch.from_numpy(np.asarray(stop, dtype=bool))
@@ -344,7 +407,8 @@ class EarlyExitASRModel(ESPnetASRModel):
                 stop = torch.ones_like(stop)
             for j in torch.nonzero(stop).flatten().tolist():
                 decisions[int(running[j])] = ExitDecision(
-                    layer, float(confidence[j]), out.hidden[j, : int(out.lengths[j])]
+                    layer, float(confidence[j]), out.hidden[j, : int(out.lengths[j])],
+                    None if decoded is None else decoded.results[j],
                 )
             keep = torch.nonzero(~stop).flatten()
             if keep.numel() == 0:

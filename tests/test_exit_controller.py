@@ -70,5 +70,5 @@ def test_clear_errors(tmp_path):
     data = json.loads(other.read_text())
     data["features"] = ["entropy"]
     (tmp_path / "old.json").write_text(json.dumps(data))
-    with pytest.raises(EarlyExitConfigError, match="expected format"):
+    with pytest.raises(EarlyExitConfigError, match="old.json: an exit controller needs 1 weights"):
         ExitController.load(tmp_path / "old.json")

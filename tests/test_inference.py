@@ -17,20 +17,102 @@ AED = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def aed_files(tmp_path_factory):
-    """config.yaml + model.pth of an untrained AED early-exit model, as asr_train writes them."""
-    out = tmp_path_factory.mktemp("aed")
+def write_model_files(out, config):
+    """config.yaml + model.pth of an untrained early-exit model, as asr_train writes them."""
     args = vars(EarlyExitASRTask.get_parser().parse_args([]))
     args.update(token_list=list(TOKENS), input_size=None, frontend="default",
                 frontend_conf=dict(n_fft=128, hop_length=64, win_length=128, n_mels=16),
                 specaug=None, normalize="utterance_mvn", encoder="eexit_conformer",
-                encoder_conf=dict(SMALL_ENCODER), model="eexit", token_type="char", **AED)
+                encoder_conf=dict(SMALL_ENCODER), model="eexit", token_type="char", **config)
     torch.manual_seed(0)
     model = EarlyExitASRTask.build_model(argparse.Namespace(**args))
     (out / "config.yaml").write_text(yaml.safe_dump(args))
     torch.save(model.state_dict(), out / "model.pth")
     return out
+
+
+@pytest.fixture(scope="module")
+def aed_files(tmp_path_factory):
+    return write_model_files(tmp_path_factory.mktemp("aed"), AED)
+
+
+@pytest.fixture(scope="module")
+def attention_only_files(tmp_path_factory):
+    """An AED model without CTC heads (ctc_weight 0), like early-exit Whisper."""
+    return write_model_files(tmp_path_factory.mktemp("att"), {**AED, "model_conf": dict(ctc_weight=0.0)})
+
+
+def attention_only_decoder(files, **kwargs):
+    return EarlyExitSpeech2Text(asr_train_config=files / "config.yaml", asr_model_file=files / "model.pth",
+                                ctc_weight=0.0, beam_size=3, nbest=3, maxlenratio=0.3, **kwargs)
+
+
+def test_without_ctc_heads_the_confidences_are_the_exit_decoders_along_its_hypothesis(attention_only_files):
+    """Each exit's recorded confidences, computed here independently from its decoder run alone on
+    one utterance (no padding) teacher-forced on the best hypothesis: entropy and max posterior
+    over its steps (tokens and <eos>), the N-best posterior from the beam's scores, and agreement
+    between consecutive exits' best hypotheses."""
+    import math
+
+    s2t = attention_only_decoder(attention_only_files)
+    model = s2t.asr_model
+    torch.manual_seed(1)
+    lengths = torch.tensor([6000, 4000, 3000])
+    speech = torch.randn(3, 6000)
+    decoded = s2t.decode_all_exits(speech, lengths)
+    outs = model.encode_exits(speech, lengths)
+    previous = [None] * 3
+    for out in outs:
+        for b in range(3):
+            confidences, results = decoded[out.layer][b]
+            yseq = [int(t) for t in results[0][3].yseq]
+            assert yseq[0] == model.sos and yseq[-1] == model.eos
+            ys_in = torch.tensor([yseq[:-1]])
+            n = int(out.lengths[b])
+            with torch.no_grad():
+                logits, _ = model.decoder_for_exit(out.layer)(out.hidden[b:b + 1, :n], out.lengths[b:b + 1],
+                                                              ys_in, torch.tensor([ys_in.size(1)]))
+            p = logits[0].softmax(-1).double()
+            entropy = float((-(p * p.log()).sum(-1) / math.log(p.size(-1))).mean())
+            assert confidences.entropy == pytest.approx(entropy, abs=1e-5)
+            assert confidences.max_posterior == pytest.approx(float(p.max(-1).values.mean()), abs=1e-5)
+            scores = torch.tensor([float(r[3].score) for r in results], dtype=torch.float64)
+            assert len(scores) == 3
+            assert confidences.nbest_posterior == pytest.approx(float(scores.softmax(0)[0]), abs=1e-6)
+            hyp = tuple(yseq[1:-1])
+            count = previous[b][1] + 1 if previous[b] and previous[b][0] == hyp else 1
+            assert confidences.agreement == count
+            previous[b] = (hyp, count)
+
+
+def test_a_policy_without_ctc_heads_stops_where_the_decoders_confidence_passes(attention_only_files):
+    """entropy policy, threshold between the recorded values: each utterance stops at the first exit
+    whose recorded decoder entropy passes, with that exit's decoding, and no decoder above it runs."""
+    from espnet_eexit.exit_policy import build_exit_policy
+
+    torch.manual_seed(2)
+    lengths = torch.tensor([6000, 5000, 4000, 3000])
+    speech = torch.randn(4, 6000)
+    recorded = attention_only_decoder(attention_only_files).decode_all_exits(speech, lengths)
+    layers = sorted(recorded)
+    values = sorted(conf.entropy for conf, _ in recorded[layers[0]])
+    threshold = (values[1] + values[2]) / 2  # two utterances stop at the first exit
+    expected = [next((k for k in layers if recorded[k][b][0].entropy <= threshold), layers[-1])
+                for b in range(4)]
+    assert len(set(expected)) > 1  # the test sees utterances stop at different exits
+    s2t = attention_only_decoder(attention_only_files,
+                                 exit_policy=build_exit_policy("entropy", threshold))
+    model = s2t.asr_model
+    used = []
+    for k in layers:
+        model.decoder_for_exit(k).output_layer.register_forward_hook(lambda *_, k=k: used.append(k))
+    decided = s2t.decode_batch(speech, lengths)
+    assert [d.layer for d, _ in decided] == expected
+    for b, (decision, results) in enumerate(decided):
+        assert decision.confidence == pytest.approx(recorded[decision.layer][b][0].entropy, abs=1e-6)
+        assert results[0][2] == recorded[decision.layer][b][1][0][2]  # the same tokens
+    assert set(used) == {k for k in layers if k <= max(expected)}
+    assert s2t.layers_computed == sum(expected)
 
 
 def test_aed_decodes_with_the_exit_decoder_and_ctc_head(aed_files):

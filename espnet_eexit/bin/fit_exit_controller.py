@@ -6,7 +6,8 @@
 Reads ``<dir>/exit<k>/{text,confidence}`` (``asr_inference --all_exits``, stage 12). One sample per
 utterance and exit below the last: the features of :mod:`espnet_eexit.exit_controller` and the
 label "exit k's hypothesis equals the last exit's". Fits a logistic regression (scikit-learn) on
-standardised features and writes the controller (JSON). Prints, for the fitting set and each
+standardised features and writes the controller (JSON). A feature the decoding did not record for
+any utterance (the N-best posterior of a greedy attention decoder) is left out. Prints, for the fitting set and each
 ``--evaluate`` set: samples, the share of positive labels, accuracy at 0.5 and the expected
 calibration error (ECE, 10 bins) of "this exit's hypothesis will not change".
 """
@@ -18,7 +19,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from espnet_eexit.errors import EarlyExitConfigError
-from espnet_eexit.exit_controller import ExitController, expected_calibration_error, feature_matrix
+from espnet_eexit.exit_controller import FEATURES, ExitController, expected_calibration_error, feature_matrix
 from espnet_eexit.exit_policy import CONFIDENCE_POLICIES
 
 
@@ -37,15 +38,19 @@ def samples(decode_dir: Path, num_layers: int) -> Tuple[np.ndarray, np.ndarray, 
     rows, labels = [], []
     for k in layers[:-1]:
         keys = [key for key in conf[k] if key in last]
-        x = feature_matrix({m: [conf[k][key][m] for key in keys] for m in CONFIDENCE_POLICIES}, k / num_layers)
-        # NaN: not decoded (bad audio), or written before the agreement column existed
-        complete = ~np.isnan(x).any(axis=1)
-        rows.append(x[complete])
+        rows.append(feature_matrix({m: [conf[k][key][m] for key in keys] for m in CONFIDENCE_POLICIES},
+                                   k / num_layers))
         labels += [float(" ".join(texts[k].get(key, "").split()) == " ".join(last[key].split()))
-                   for key, ok in zip(keys, complete) if ok]
-    if not labels:
+                   for key in keys]
+    x, y = np.concatenate(rows), np.asarray(labels)
+    # NaN: not decoded (bad audio), written before the agreement column existed, or a feature this
+    # decoding does not give (a whole column: left out of the fit)
+    recorded = ~np.isnan(x).all(axis=0)
+    complete = ~np.isnan(x[:, recorded]).any(axis=1)
+    if not complete.any():
         raise EarlyExitConfigError(f"{decode_dir}: no utterance has every feature (re-decode with this version)")
-    return np.concatenate(rows), np.asarray(labels), layers
+    x[:, ~recorded] = np.nan
+    return x[complete], y[complete], layers
 
 
 def report(name: str, controller: ExitController, x: np.ndarray, y: np.ndarray) -> str:
@@ -55,14 +60,18 @@ def report(name: str, controller: ExitController, x: np.ndarray, y: np.ndarray) 
 
 
 def fit(x: np.ndarray, y: np.ndarray, layers: List[int], num_layers: int) -> ExitController:
+    """A controller over the features recorded (the columns of ``x`` that are not NaN)."""
     from sklearn.linear_model import LogisticRegression
 
+    used = ~np.isnan(x).any(axis=0)
+    x = x[:, used]
     mean, std = x.mean(0), x.std(0)
     std[std < 1e-9] = 1.0  # a constant feature (e.g. every agreement 1) gets weight ~0
     if y.min() == y.max():
         raise EarlyExitConfigError("every label is the same: the exits always (or never) agree with the last")
     regression = LogisticRegression(C=1.0, max_iter=1000).fit((x - mean) / std, y)
-    return ExitController(regression.coef_[0], regression.intercept_[0], mean, std, layers, num_layers)
+    return ExitController(regression.coef_[0], regression.intercept_[0], mean, std, layers, num_layers,
+                          [f for f, u in zip(FEATURES, used) if u])
 
 
 def main(cmd: Optional[List[str]] = None) -> None:

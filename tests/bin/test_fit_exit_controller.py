@@ -55,3 +55,33 @@ def test_the_sweep_adds_the_learned_curve(tmp_path):
     # a threshold where the odd utterances stop at exit 4 and the rest go on: depth (4 + 6) / 2 / 6,
     # no word error (exit 4 agrees with the last exit wherever it stops)
     assert any(r.avg_depth == pytest.approx(10 / 12) and r.wer == 0.0 for r in learned)
+
+
+def test_a_feature_no_utterance_recorded_is_left_out(tmp_path):
+    """Greedy decoding of an attention decoder records no N-best posterior ('-' everywhere): the
+    controller is fitted on the other features, saved with their names, and still separates."""
+    decoding(tmp_path / "dev")
+    for k in (2, 4, 6):
+        path = tmp_path / "dev" / f"exit{k}" / "confidence"
+        lines = [line.split() for line in path.read_text().splitlines()]
+        path.write_text("".join(f"{u} {e} {m} - {a}\n" for u, e, m, _, a in lines))
+    out = tmp_path / "controller.json"
+    fit_exit_controller.main([str(tmp_path / "dev"), "--num_layers", "6", "--output", str(out)])
+    controller = ExitController.load(out)
+    assert controller.features == ("entropy", "max_posterior", "agreement", "depth")
+    x, y, _ = fit_exit_controller.samples(tmp_path / "dev", 6)
+    assert len(y) == 80 and np.isnan(x[:, 2]).all()
+    p = controller.probability(x)
+    assert not np.isnan(p).any() and p[y == 1].min() > 0.5 > p[y == 0].max()
+
+
+def test_a_controller_with_unknown_features_is_refused(tmp_path):
+    import json
+
+    from espnet_eexit.errors import EarlyExitConfigError
+
+    path = tmp_path / "c.json"
+    data = ExitController([1.0], 0.0, [0.0], [1.0], [2, 4, 6], 6, ["entropy"]).to_dict()
+    path.write_text(json.dumps(dict(data, features=["loudness"])))
+    with pytest.raises(EarlyExitConfigError, match="features among"):
+        ExitController.load(path)
