@@ -5,8 +5,10 @@ Written by ``espnet_eexit.bin.asr_inference`` (one per job) and merged over jobs
 
 ``exit_layer`` (fixed exit) or ``exit_policy`` (policy description), ``num_layers``, ``utterances``,
 ``layers_computed_per_utterance`` (encoder layer calls per utterance, counted with hooks),
-``relative_depth`` (the same / L), ``encoder_layers_saved`` (1 - relative depth), and for policies
-``mean_exit_layer`` and ``exit_counts`` (``layer:count ...``).
+``relative_depth`` (the same / L), ``encoder_layers_saved`` (1 - relative depth), for policies
+``mean_exit_layer`` and ``exit_counts`` (``layer:count ...``), and for a policy that reads an
+attention decoder (a model without CTC heads) ``decodings_per_utterance``: the exits each
+utterance was decoded at (every exit it passed), a cost the encoder depth does not show.
 """
 import sys
 from pathlib import Path
@@ -35,6 +37,7 @@ def summarise(
     exit_layer: Optional[int] = None,
     policy: Optional[str] = None,
     exit_counts: Optional[Dict[int, int]] = None,
+    decodings: Optional[int] = None,
 ) -> ExitInfo:
     """The summary of ``utterances`` decoded with ``layers_computed`` layer calls in all."""
     per_utt = layers_computed / max(utterances, 1)
@@ -54,6 +57,8 @@ def summarise(
         relative_depth=f"{per_utt / num_layers:.3f}",
         encoder_layers_saved=f"{1 - per_utt / num_layers:.3f}",
     )
+    if decodings is not None:
+        info["decodings_per_utterance"] = f"{decodings / max(utterances, 1):.3f}"
     return info
 
 
@@ -69,6 +74,9 @@ def merge_exit_info(parts: Sequence[ExitInfo]) -> ExitInfo:
             k, n = item.split(":")
             counts[int(k)] = counts.get(int(k), 0) + int(n)
     first = parts[0]
+    decodings = None
+    if "decodings_per_utterance" in first:
+        decodings = round(sum(float(p["decodings_per_utterance"]) * int(p["utterances"]) for p in parts))
     return summarise(
         int(first["num_layers"]),
         utts,
@@ -76,6 +84,7 @@ def merge_exit_info(parts: Sequence[ExitInfo]) -> ExitInfo:
         exit_layer=int(first["exit_layer"]) if "exit_layer" in first else None,
         policy=first.get("exit_policy"),
         exit_counts=counts if "exit_policy" in first else None,
+        decodings=decodings,
     )
 
 

@@ -105,6 +105,7 @@ class EarlyExitSpeech2Text(Speech2Text):
         self.layers_computed = 0  # layer calls x batch size, counted by hooks
         self.utterances = 0
         self.exit_counts: Dict[int, int] = {}
+        self.policy_decodings = 0  # utterance decodings a policy read (models without CTC heads)
         for layer in encoder.encoders:
             layer.register_forward_hook(self._count_layer)
 
@@ -167,6 +168,8 @@ class EarlyExitSpeech2Text(Speech2Text):
         policies read of it (a model without CTC heads: :mod:`espnet_eexit.exit_policy`)."""
         model = self.asr_model
         results = [self._decode_from(layer, hidden[b, : int(n)]) for b, n in enumerate(lengths.tolist())]
+        if self.exit_policy is not None:
+            self.policy_decodings += len(results)
         hypotheses = []
         for nbest in results:
             yseq = [int(t) for t in nbest[0][3].yseq]
@@ -283,6 +286,7 @@ class EarlyExitSpeech2Text(Speech2Text):
             exit_layer=self.exit_layer,
             policy=None if self.exit_policy is None else self.exit_policy.describe(),
             exit_counts=self.exit_counts,
+            decodings=self.policy_decodings if self.policy_decodings else None,
         )
         return format_exit_info(info)
 

@@ -25,3 +25,17 @@ def test_fixed_exit_summary_and_missing_part(tmp_path):
     assert merge_exit_info([info, info])["utterances"] == "10"
     with pytest.raises(SystemExit, match="missing"):
         main([str(tmp_path / "out"), str(tmp_path / "nope")])
+
+
+def test_decodings_per_utterance_merge_weighted_by_utterances():
+    a = summarise(4, 2, 6, policy="entropy threshold=0.1", exit_counts={2: 1, 4: 1}, decodings=3)
+    b = summarise(4, 6, 24, policy="entropy threshold=0.1", exit_counts={4: 6}, decodings=12)
+    assert a["decodings_per_utterance"] == "1.500"
+    merged = merge_exit_info([read_exit_info_of(a), read_exit_info_of(b)])
+    assert merged["decodings_per_utterance"] == "1.875"  # (3 + 12) / 8
+    assert "decodings_per_utterance" not in summarise(4, 2, 6, exit_layer=2)
+
+
+def read_exit_info_of(info):
+    """As a job's exit_info file reads back."""
+    return dict(line.split(" ", 1) for line in format_exit_info(info).splitlines())

@@ -113,6 +113,10 @@ def test_a_policy_without_ctc_heads_stops_where_the_decoders_confidence_passes(a
         assert results[0][2] == recorded[decision.layer][b][1][0][2]  # the same tokens
     assert set(used) == {k for k in layers if k <= max(expected)}
     assert s2t.layers_computed == sum(expected)
+    # each utterance was decoded at every exit it passed: its exit's index + 1
+    info = dict(line.split(" ", 1) for line in s2t.exit_summary().splitlines())
+    assert float(info["decodings_per_utterance"]) == pytest.approx(
+        sum(layers.index(k) + 1 for k in expected) / 4)
 
 
 def test_aed_decodes_with_the_exit_decoder_and_ctc_head(aed_files):

@@ -5,7 +5,8 @@
 
 Writes ``front_end.onnx``, one ``exit<k>.onnx`` per exit (layers after the previous exit + exit
 k's CTC head), ``frontend.npz`` (STFT window, mel matrix), ``bpe.model`` for BPE tokens and the
-manifest ``model.json`` (:mod:`espnet_eexit.export.onnx_segments`); with ``--quantize int8`` also
+manifest ``model.json``; for early-exit Whisper also each exit's decoder (``cross_kv<k>.onnx``,
+``decoder<k>.onnx``), ``whisper_features.npz`` and ``tokenizer.json`` (:mod:`espnet_eexit.export.onnx_segments`); with ``--quantize int8`` also
 ``*.int8.onnx`` (onnxruntime's dynamic int8 quantisation). Then:
 
     python -m espnet_eexit.runtime.transcribe --model_dir exp/asr_x/onnx --policy entropy:0.3 a.wav
@@ -33,6 +34,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_input_seconds", type=float, default=30.0,
                         help="the longest audio the graphs take (their positional tables end there; "
                         "the runtime refuses longer input)")
+    parser.add_argument("--maxlenratio", type=float, default=0.2,
+                        help="models with decoders (Whisper): at most this many tokens per encoder frame "
+                        "(ESPnet's beam-search option; conf/decode_whisper.yaml: 0.2)")
     parser.add_argument("--exit_controller", type=Path, default=None,
                         help="the learned policy's controller (fit_exit_controller) to ship with the graphs")
     return parser
@@ -62,6 +66,7 @@ def _export(cmd: Optional[List[str]] = None) -> None:
             token_type=train_args.token_type, bpemodel=Path(bpemodel) if bpemodel else None,
             quantize=None if args.quantize == "none" else args.quantize, default_policy=args.default_policy,
             exit_controller=args.exit_controller, max_input_seconds=args.max_input_seconds,
+            maxlenratio=args.maxlenratio,
         )
     sizes = ", ".join(f"{g['file']} {g['bytes'] / 1e6:.2f} MB" for g in manifest["graphs"])
     logging.info("wrote %s/model.json: exits %s; %s", args.output_dir, manifest["exit_layers"], sizes)

@@ -274,6 +274,14 @@ class EarlyExitWhisperEncoder(EarlyExitEncoderMixin, AbsEncoder):
         if self.specaug is not None and self.training:
             feats, _ = self.specaug(feats.transpose(1, 2), frames)
             feats = feats.transpose(1, 2)
+        return self.embed(feats, frames, frozen)
+
+    def embed(self, feats: torch.Tensor, frames: torch.Tensor, frozen: bool = False) -> EncoderState:
+        """Log-mel features -> the state before layer 1: the two convolutions and positions.
+
+        Args:
+            feats: (B, n_mels, T) log-mel features (zero beyond each utterance); frames: (B,)
+        """
         valid = torch.arange(feats.size(-1), device=feats.device)[None, :] < frames[:, None]
         whisper = self.whisper
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_front_end):

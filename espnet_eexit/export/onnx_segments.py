@@ -10,6 +10,11 @@ A runtime runs ``front_end`` and ``exit<k1>``, lets the policy decide, and only 
 ``exit<k2>`` for the utterances still going: layers above the chosen exit never run, as in
 PyTorch (:meth:`espnet_eexit.model.EarlyExitASRModel.encode_with_policy`).
 
+Early-exit Whisper (an attention decoder per exit, no CTC head): ``front_end`` starts from
+Whisper's log-mel features (computed in numpy from ``whisper_features.npz``), each ``exit<k>``
+returns exit k's encoder output (``memory``) instead of CTC log-posteriors, and each exit's decoder
+is exported for greedy decoding (:mod:`espnet_eexit.export.whisper_graphs`).
+
 Batch and time are dynamic axes. Between segments the runtime carries ``hidden`` (B, T', D),
 ``lengths`` (B,) and, for layers with relative positions, ``pos_emb`` (1, P, D) from the front end
 (P = 2T'-1 centred, or T'); the padding mask is rebuilt inside a segment from ``lengths``. So the
@@ -65,7 +70,8 @@ class ExitSegmentGraph(torch.nn.Module):
     """Layers ``from_layer + 1 .. exit_layer`` and exit ``exit_layer``'s CTC head.
 
     Shapes: hidden (B, T', D), [pos_emb (1, P, D)], lengths (B,) -> hidden (B, T', D) after
-    layer ``exit_layer`` (the next segment's input), log_probs (B, T', V) of the exit's CTC head.
+    layer ``exit_layer`` (the next segment's input), log_probs (B, T', V) of the exit's CTC head
+    (a model without CTC heads: memory (B, T', D), the exit's output for its decoder).
     """
 
     def __init__(self, model: EarlyExitASRModel, from_layer: int, exit_layer: int):
@@ -82,7 +88,8 @@ class ExitSegmentGraph(torch.nn.Module):
         state = EncoderState(xs=xs, masks=masks, depth=self.from_layer)
         state = model.encoder.advance(state, self.exit_layer)
         out = model._post_encode(model.encoder.exit_output(state))
-        return state.hidden, model.ctc_for_exit(self.exit_layer).log_softmax(out.hidden)
+        head = model.ctc_for_exit(self.exit_layer)
+        return state.hidden, out.hidden if head is None else head.log_softmax(out.hidden)
 
 
 @contextlib.contextmanager
@@ -116,11 +123,14 @@ def check_exportable(model: torch.nn.Module) -> None:
             f"export_onnx needs a model trained with model: eexit (got {type(model).__name__})"
         )
     encoder = model.encoder
-    if type(encoder).__name__ in ("EarlyExitWhisperEncoder", "EarlyExitHFWav2Vec2Encoder"):
+    if is_whisper(model):
+        check_whisper_exportable(model)
+        return
+    if type(encoder).__name__ == "EarlyExitHFWav2Vec2Encoder":
         raise EarlyExitConfigError(
             f"export_onnx: encoder {type(encoder).__name__} is not supported yet (its own feature "
             "front end is not exported); supported: eexit_conformer, eexit_transformer, "
-            "eexit_e_branchformer with ESPnet's default front end"
+            "eexit_e_branchformer with ESPnet's default front end, and eexit_whisper"
         )
     frontend = model.frontend
     # ESPnet builds a multi-channel enhancement Frontend by default; without WPE or a beamformer
@@ -146,6 +156,47 @@ def check_exportable(model: torch.nn.Module) -> None:
             "export_onnx: the runtime decodes with each exit's CTC head, and this model has none "
             "(ctc_weight 0)"
         )
+
+
+def is_whisper(model: EarlyExitASRModel) -> bool:
+    from espnet_eexit.encoder.whisper import EarlyExitWhisperEncoder
+
+    return isinstance(model.encoder, EarlyExitWhisperEncoder)
+
+
+def check_whisper_exportable(model: EarlyExitASRModel) -> None:
+    """Early-exit Whisper: exported with its decoders (greedy decoding), not CTC heads."""
+    from espnet_eexit.decoder.whisper import WhisperDecoder
+
+    if model.ctc_weight != 0.0 or not isinstance(model.decoder, WhisperDecoder):
+        raise EarlyExitConfigError(
+            "export_onnx: an eexit_whisper model is exported with its decoders (decoder: eexit_whisper, "
+            f"ctc_weight 0); this one has decoder {type(model.decoder).__name__} and ctc_weight "
+            f"{model.ctc_weight}")
+    if model.encoder.do_pad_trim:
+        raise EarlyExitConfigError("export_onnx: encoder_conf.do_pad_trim true is not supported "
+                                   "(the runtime feeds each utterance's own frames)")
+    if model.preencoder is not None or model.postencoder is not None:
+        raise EarlyExitConfigError("export_onnx: a preencoder/postencoder is not supported")
+
+
+def encoder_window_seconds(model: EarlyExitASRModel) -> float:
+    from espnet_eexit.encoder.whisper import SAMPLE_RATE
+
+    return model.encoder.max_samples / SAMPLE_RATE
+
+
+@contextlib.contextmanager
+def whisper_eager_attention(encoder: torch.nn.Module):
+    """Trace Whisper's layers with transformers' eager attention (plain matmuls, additive masks):
+    the exporter then records the padding mask however the example batch is padded."""
+    config = encoder.whisper.config
+    saved = config._attn_implementation
+    config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        config._attn_implementation = saved
 
 
 def feature_settings(frontend: DefaultFrontend, fs: int) -> dict:
@@ -191,9 +242,18 @@ def _sha256(path: Path) -> str:
 
 def _export_graphs(model: EarlyExitASRModel, output_dir: Path, feats: torch.Tensor,
                    feats_lengths: torch.Tensor) -> List[dict]:
-    """Trace ``front_end.onnx`` and one ``exit<k>.onnx`` per exit from the example features."""
+    """Trace ``front_end.onnx`` and one ``exit<k>.onnx`` per exit from the example features
+    (and, for Whisper, each exit's ``cross_kv<k>.onnx`` and ``decoder<k>.onnx``)."""
     graphs = []
-    front = FrontEndGraph(model)
+    whisper = is_whisper(model)
+    if whisper:
+        from espnet_eexit.export.whisper_graphs import WhisperFrontEndGraph
+
+        front = WhisperFrontEndGraph(model.encoder)
+        front_axes = {"feats": {0: "batch", 2: "frames"}, "feats_lengths": {0: "batch"}}
+    else:
+        front = FrontEndGraph(model)
+        front_axes = {"feats": {0: "batch", 1: "frames"}, "feats_lengths": {0: "batch"}}
     path = output_dir / "front_end.onnx"
     with torch.no_grad():
         carried = front(feats, feats_lengths)  # (hidden, [pos_emb], lengths)
@@ -201,22 +261,47 @@ def _export_graphs(model: EarlyExitASRModel, output_dir: Path, feats: torch.Tens
     axes = {"hidden": {0: "batch", 1: "steps"}, "pos_emb": {1: "positions"}, "lengths": {0: "batch"}}
     logging.info("exporting %s", path)
     _export(front, (feats, feats_lengths), path, ["feats", "feats_lengths"], names,
-            {"feats": {0: "batch", 1: "frames"}, "feats_lengths": {0: "batch"},
-             **{n: axes[n] for n in names}})
+            {**front_axes, **{n: axes[n] for n in names}})
     graphs.append(dict(name="front_end", file=path.name))
     previous = 0
+    exit_output = "memory" if whisper else "log_probs"
     for layer in model.exit_layers:
         segment = ExitSegmentGraph(model, previous, layer)
         path = output_dir / f"exit{layer}.onnx"
-        logging.info("exporting %s (layers %d-%d and exit %d's CTC head)", path, previous + 1, layer, layer)
-        _export(segment, tuple(carried), path, names, ["hidden_out", "log_probs"],
+        logging.info("exporting %s (layers %d-%d and exit %d's %s)", path, previous + 1, layer, layer,
+                     "output" if whisper else "CTC head")
+        _export(segment, tuple(carried), path, names, ["hidden_out", exit_output],
                 {**{n: axes[n] for n in names},
-                 "hidden_out": {0: "batch", 1: "steps"}, "log_probs": {0: "batch", 1: "steps"}})
+                 "hidden_out": {0: "batch", 1: "steps"}, exit_output: {0: "batch", 1: "steps"}})
         graphs.append(dict(name=f"exit{layer}", file=path.name, from_layer=previous, exit_layer=layer))
         with torch.no_grad():
-            carried = (segment(*carried)[0], *carried[1:])
+            hidden, memory = segment(*carried)
+        if whisper:
+            graphs += _export_whisper_decoder(model, layer, memory, carried[-1], output_dir)
+        carried = (hidden, *carried[1:])
         previous = layer
     return graphs
+
+
+def _export_whisper_decoder(model: EarlyExitASRModel, layer: int, memory: torch.Tensor,
+                            lengths: torch.Tensor, output_dir: Path) -> List[dict]:
+    """``cross_kv<k>.onnx`` and ``decoder<k>.onnx`` of exit ``layer``'s decoder."""
+    from espnet_eexit.export.whisper_graphs import CrossKeysValuesGraph, DecoderStepGraph
+
+    decoder = model.decoder_for_exit(layer)
+    kv_graph, step_graph = CrossKeysValuesGraph(decoder), DecoderStepGraph(decoder)
+    kv_path, step_path = output_dir / f"cross_kv{layer}.onnx", output_dir / f"decoder{layer}.onnx"
+    logging.info("exporting %s and %s (exit %d's decoder)", kv_path, step_path, layer)
+    _export(kv_graph, (memory,), kv_path, ["memory"], ["cross_kv"],
+            {"memory": {0: "batch", 1: "steps"}, "cross_kv": {2: "batch", 4: "steps"}})
+    with torch.no_grad():
+        cross_kv = kv_graph(memory)
+    tokens = torch.tensor([[decoder.sot if decoder.sot is not None else model.sos, model.sos, 5]] * memory.size(0))
+    _export(step_graph, (tokens, cross_kv, lengths), step_path, ["tokens", "cross_kv", "memory_lengths"],
+            ["log_probs"], {"tokens": {0: "batch", 1: "length"}, "cross_kv": {2: "batch", 4: "steps"},
+                            "memory_lengths": {0: "batch"}, "log_probs": {0: "batch"}})
+    return [dict(name=f"cross_kv{layer}", file=kv_path.name, decoder_of=layer),
+            dict(name=f"decoder{layer}", file=step_path.name, decoder_of=layer)]
 
 
 def export_model(
@@ -230,13 +315,16 @@ def export_model(
     default_policy: str = "fixed",
     exit_controller: Optional[Path] = None,
     max_input_seconds: float = 30.0,
+    maxlenratio: float = 0.2,
 ) -> dict:
     """Write the graphs, feature arrays and manifest of ``model`` into ``output_dir``.
 
     ``default_policy`` (a spec such as ``entropy:0.3``, checked against the model's exits) is what
     the runtime uses when it is given none; ``exit_controller`` (the learned policy's, fitted on
     dev) is copied next to the graphs. The graphs take audio up to ``max_input_seconds`` (the
-    positional tables stop there; the runtime refuses longer input). Returns the manifest.
+    positional tables stop there; the runtime refuses longer input). A model with decoders
+    (Whisper) decodes greedily, at most ``maxlenratio`` tokens per encoder frame (as ESPnet's beam
+    search option). Returns the manifest.
     """
     check_exportable(model)
     from espnet_eexit.exit_controller import ExitController
@@ -249,29 +337,48 @@ def export_model(
     if quantize not in (None, "int8"):
         raise EarlyExitConfigError(f"--quantize {quantize}: only int8 is supported")
     # every check before the first file is written
+    whisper = is_whisper(model)
+    tokenizer_file = Path(bpemodel or "") / "tokenizer.json"
     if token_type == "bpe" and (bpemodel is None or not Path(bpemodel).is_file()):
         raise EarlyExitConfigError(f"--bpemodel {bpemodel}: token_type bpe needs the model's BPE model file")
-    if token_type not in ("bpe", "char", "word"):
+    if token_type == "hugging_face" and not tokenizer_file.is_file():
         raise EarlyExitConfigError(
-            f"--token_type {token_type}: the runtime turns tokens into text for bpe, char or word"
+            f"{tokenizer_file}: no such file; token_type hugging_face needs the tokenizer directory "
+            "(the model's bpemodel) with its tokenizer.json")
+    if token_type not in ("bpe", "char", "word", "hugging_face"):
+        raise EarlyExitConfigError(
+            f"--token_type {token_type}: the runtime turns tokens into text for bpe, char, word or hugging_face"
         )
+    if whisper and max_input_seconds > encoder_window_seconds(model):
+        raise EarlyExitConfigError(
+            f"--max_input_seconds {max_input_seconds:g}: Whisper takes at most {encoder_window_seconds(model):g} s")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     encoder = model.encoder
-    np.savez(output_dir / FEATURES_FILE, **feature_arrays(model.frontend))
 
     # an example input long enough for any subsampling (2 s of noise); shapes stay dynamic
     torch.manual_seed(0)
     speech = torch.randn(2, 2 * fs) * 0.1
     speech_lengths = torch.tensor([2 * fs, 2 * fs - fs // 4])
-    with torch.no_grad():
-        feats, feats_lengths = model._extract_feats(speech, speech_lengths)
-        longest = torch.zeros(1, int(max_input_seconds * fs))
-        max_feats, max_len = model._extract_feats(longest, torch.tensor([longest.size(1)]))
-        max_steps = int(encoder.start(max_feats, max_len).hidden.size(1))
-    with positional_tables_up_to(encoder, max_steps):
-        graphs = _export_graphs(model, output_dir, feats, feats_lengths)
+    if whisper:
+        from espnet_eexit.export.whisper_graphs import WHISPER_FEATURES_FILE, whisper_feature_arrays
+
+        np.savez(output_dir / WHISPER_FEATURES_FILE, **whisper_feature_arrays(encoder))
+        with torch.no_grad(), whisper_eager_attention(encoder):
+            feats, feats_lengths = encoder.log_mel(speech, speech_lengths)
+            graphs = _export_graphs(model, output_dir, feats, feats_lengths)
+        features = dict(kind="whisper_log_mel", fs=fs, n_mels=int(feats.size(1)), file=WHISPER_FEATURES_FILE)
+    else:
+        np.savez(output_dir / FEATURES_FILE, **feature_arrays(model.frontend))
+        with torch.no_grad():
+            feats, feats_lengths = model._extract_feats(speech, speech_lengths)
+            longest = torch.zeros(1, int(max_input_seconds * fs))
+            max_feats, max_len = model._extract_feats(longest, torch.tensor([longest.size(1)]))
+            max_steps = int(encoder.start(max_feats, max_len).hidden.size(1))
+        with positional_tables_up_to(encoder, max_steps):
+            graphs = _export_graphs(model, output_dir, feats, feats_lengths)
+        features = feature_settings(model.frontend, fs)
 
     for graph in graphs:
         path = output_dir / graph["file"]
@@ -285,18 +392,25 @@ def export_model(
 
     if token_type == "bpe":
         shutil.copyfile(bpemodel, output_dir / "bpe.model")
+    if token_type == "hugging_face":
+        shutil.copyfile(tokenizer_file, output_dir / "tokenizer.json")
     manifest = dict(
         format=FORMAT, version=FORMAT_VERSION, opset=OPSET,
         num_layers=encoder.num_layers, exit_layers=list(model.exit_layers),
         blank_id=int(model.blank_id), token_type=token_type,
-        bpemodel="bpe.model" if token_type == "bpe" else None,
+        bpemodel={"bpe": "bpe.model", "hugging_face": "tokenizer.json"}.get(token_type),
         token_list=list(token_list),
-        features=feature_settings(model.frontend, fs),
+        features=features,
         graphs=graphs,
         quantized=quantize,
         default_policy=default_policy,
         max_input_seconds=max_input_seconds,
     )
+    if whisper:
+        decoder = model.decoder
+        manifest["decoder"] = dict(
+            kind="greedy", prompt=([decoder.sot] if decoder.sot is not None else []) + [int(model.sos)],
+            eos=int(model.eos), max_output_length=int(decoder.max_output_length), maxlenratio=maxlenratio)
     if exit_controller is not None:
         shutil.copyfile(exit_controller, output_dir / CONTROLLER)
     (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

@@ -51,3 +51,46 @@ class LogMelFeatures:
         if self.log_base is not None:
             logmel = logmel / np.log(self.log_base)
         return logmel.astype(np.float32)
+
+
+class WhisperLogMelFeatures:
+    """Waveform (S,) float at 16 kHz -> Whisper's log-mel features (T, n_mels) float32, T = S // 160.
+
+    :class:`espnet_eexit.encoder.whisper.WhisperLogMel` in numpy: a centred (reflect-padded)
+    400-point Hann STFT every 160 samples without the last frame, power, Slaney mel filters,
+    ``log10(max(., 1e-10))`` floored at the utterance's maximum - 8, then ``(x + 4) / 4``.
+
+    Args:
+        arrays_file: ``whisper_features.npz`` with ``window`` (400,) and ``filters`` (n_mels, 201).
+    """
+
+    n_fft = 400
+    hop_length = 160
+
+    def __init__(self, settings: dict, arrays_file: Path):
+        arrays = np.load(arrays_file)
+        self.window = arrays["window"].astype(np.float64)
+        self.filters = arrays["filters"].astype(np.float64)
+
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        half = self.n_fft // 2
+        x = np.asarray(waveform, dtype=np.float64)
+        if x.shape[0] <= half:
+            raise ValueError(f"{x.shape[0]} samples: too short for Whisper's features (more than {half} needed)")
+        x = np.pad(x, half, mode="reflect")
+        frames = np.lib.stride_tricks.sliding_window_view(x, self.n_fft)[:: self.hop_length][:-1]
+        spectrum = np.fft.rfft(frames * self.window, n=self.n_fft)
+        power = spectrum.real ** 2 + spectrum.imag ** 2  # (T, 201)
+        log_spec = np.log10(np.maximum(power @ self.filters.T, 1e-10))
+        log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+        return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+def build_features(settings: dict, arrays_file: Path):
+    """The feature extractor a manifest's ``features`` entry names (``kind``)."""
+    kind = settings.get("kind", "espnet_default")
+    if kind == "whisper_log_mel":
+        return WhisperLogMelFeatures(settings, arrays_file)
+    if kind == "espnet_default":
+        return LogMelFeatures(settings, arrays_file)
+    raise ValueError(f"features of kind {kind!r}: this runtime computes espnet_default and whisper_log_mel")

@@ -5,6 +5,11 @@ front end and the first exit's segment, let the policy decide per utterance, dro
 that stop (and the padding beyond the longest one still running), run the next segment for the
 others. A segment above an utterance's exit never runs for it; ``graph_runs`` counts the session
 runs per graph.
+
+An export with decoders (early-exit Whisper) decodes greedily with the exit's decoder: its
+``cross_kv<k>`` graph once, then one ``decoder<k>`` step per token for the utterances still
+decoding. Its policies read the decoder (:mod:`espnet_eexit.exit_policy`), so they decode at each
+exit passed; ``fixed`` and ``budget`` decode only where utterances stop.
 """
 import json
 from collections import Counter
@@ -16,7 +21,7 @@ import numpy as np
 
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_policy import ExitPoint, ExitPolicy, Stopwatch, ctc_greedy_ids, parse_policy_spec
-from espnet_eexit.runtime.features import LogMelFeatures
+from espnet_eexit.runtime.features import build_features
 from espnet_eexit.runtime.text import TokensToText
 
 MANIFEST = "model.json"  # written by espnet_eexit.export.onnx_segments
@@ -31,8 +36,8 @@ class RuntimeResult:
     """One utterance's result.
 
     Attributes:
-        text: the transcript (greedy CTC at the exit).
-        token_ids: the token ids of the best path (blanks and repeats removed).
+        text: the transcript (greedy CTC, or the exit decoder's greedy decoding).
+        token_ids: the token ids of the hypothesis (CTC: blanks and repeats removed).
         exit_layer: the exit it stopped at; no layer above it ran for this utterance.
         confidence: the policy's value at that exit (NaN for fixed/budget).
     """
@@ -101,7 +106,10 @@ class EarlyExitRuntime:
         features = manifest["features"]
         self.fs = int(features["fs"])
         self.max_input_seconds = float(manifest["max_input_seconds"])
-        self.features = LogMelFeatures(features, self.model_dir / features["file"])
+        self.features = build_features(features, self.model_dir / features["file"])
+        # Whisper's front end reads (B, n_mels, T); ESPnet's (B, T, n_mels)
+        self.channels_first = features.get("kind") == "whisper_log_mel"
+        self.decoder: Optional[dict] = manifest.get("decoder")
         bpemodel = manifest.get("bpemodel")
         self.tokens_to_text = TokensToText(manifest["token_type"],
                                            self.model_dir / bpemodel if bpemodel else None)
@@ -121,11 +129,15 @@ class EarlyExitRuntime:
             self.sessions[name] = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"])
         for layer in self.exit_layers:
-            vocab = self.sessions[f"exit{layer}"].get_outputs()[1].shape[-1]
+            head = f"decoder{layer}" if self.decoder else f"exit{layer}"
+            if head not in self.sessions:
+                raise EarlyExitConfigError(f"{manifest_file}: no graph {head} for exit {layer}")
+            vocab = self.sessions[head].get_outputs()[-1].shape[-1]
             if isinstance(vocab, int) and vocab != len(self.token_list):
                 raise EarlyExitConfigError(
                     f"{manifest_file}: token_list has {len(self.token_list)} tokens but exit {layer}'s "
-                    f"CTC head outputs {vocab}: the manifest and graphs come from different models")
+                    f"{'decoder' if self.decoder else 'CTC head'} outputs {vocab}: the manifest and "
+                    "graphs come from different models")
         # what the front end hands to the segments, in the graphs' input order
         self.carried_names = [o.name for o in self.sessions["front_end"].get_outputs()]
         self.graph_runs: Counter = Counter()
@@ -138,6 +150,8 @@ class EarlyExitRuntime:
     def bytes_up_to_exit(self, layer: int) -> int:
         """What a device must ship to run up to exit ``layer``: front end + segments to it."""
         names = ["front_end"] + [f"exit{k}" for k in self.exit_layers if k <= layer]
+        if self.decoder:
+            names += [f"cross_kv{layer}", f"decoder{layer}"]
         return sum(self.graph_files[n].stat().st_size for n in names) + \
             (self.model_dir / self.manifest["features"]["file"]).stat().st_size
 
@@ -157,6 +171,8 @@ class EarlyExitRuntime:
         batch = np.zeros((len(feats), int(lengths.max()), feats[0].shape[1]), dtype=np.float32)
         for i, f in enumerate(feats):
             batch[i, : f.shape[0]] = f
+        if self.channels_first:
+            batch = np.ascontiguousarray(batch.transpose(0, 2, 1))
         return batch, lengths
 
     def front_end(self, waveforms: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
@@ -168,7 +184,7 @@ class EarlyExitRuntime:
 
     def segment(self, layer: int, carried: Dict[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
         """Run the layers up to exit ``layer``: the next segment's input and exit ``layer``'s CTC
-        log-posteriors (B, T', V)."""
+        log-posteriors (B, T', V) (an export with decoders: the exit's output (B, T', D))."""
         hidden, log_probs = self._run(f"exit{layer}", carried)
         self.layers_computed += self._span[layer] * hidden.shape[0]
         return {**carried, "hidden": hidden}, log_probs
@@ -213,7 +229,66 @@ class EarlyExitRuntime:
     def decode(self, log_probs: np.ndarray) -> Tuple[str, List[int]]:
         """Greedy CTC text of one utterance's (T', V) log-posteriors."""
         ids = list(ctc_greedy_ids(log_probs, self.blank_id))
-        return self.tokens_to_text([self.token_list[i] for i in ids]), ids
+        return self.text(ids), ids
+
+    def text(self, ids: Sequence[int]) -> str:
+        return self.tokens_to_text([self.token_list[i] for i in ids])
+
+    def decode_with_decoder(self, layer: int, memory: np.ndarray, lengths: np.ndarray
+                            ) -> Tuple[List[List[int]], List[np.ndarray]]:
+        """Greedy decoding of a batch by exit ``layer``'s decoder, as ESPnet's beam search with
+        beam 1 does it: at most ``maxlenratio`` x frames tokens (all frames for 0, never past the
+        decoder's positions), then <eos>.
+
+        Args:
+            memory: (B, T', D) the exit's output; lengths: (B,) valid frames.
+        Returns:
+            Per utterance the token ids (prompt and <eos> excluded) and the (U+1, V) log-posteriors
+            at each step (token u, then <eos>; fewer where the decoder's positions end).
+        """
+        spec = self.decoder
+        eos, prompt, limit, ratio = spec["eos"], list(spec["prompt"]), spec["max_output_length"], spec["maxlenratio"]
+        cross_kv = self._run(f"cross_kv{layer}", {"memory": memory})[0]  # (L, 2, B, H, T', d)
+        batch = memory.shape[0]
+        maxlen = [min(max(1, int(ratio * n)) if ratio > 0 else int(n), limit) for n in lengths.tolist()]
+        hyps: List[List[int]] = [[] for _ in range(batch)]
+        steps: List[List[np.ndarray]] = [[] for _ in range(batch)]
+        active = np.arange(batch)  # utterances without <eos> yet
+        needs_last = []  # cut by maxlen: <eos> is appended unscored, then scored like PyTorch does
+        while active.size:
+            tokens = np.array([prompt + hyps[b] for b in active], dtype=np.int64)
+            log_probs = self._run(f"decoder{layer}", {
+                "tokens": tokens, "cross_kv": np.ascontiguousarray(cross_kv[:, :, active]),
+                "memory_lengths": lengths[active]})[0]
+            still = []
+            for row, b in zip(log_probs, active.tolist()):
+                steps[b].append(row)
+                token = int(row.argmax())
+                if token == eos:
+                    continue
+                hyps[b].append(token)
+                if len(hyps[b]) >= maxlen[b]:
+                    if len(hyps[b]) < limit:  # the <eos> step fits in the decoder's positions
+                        needs_last.append(b)
+                else:
+                    still.append(b)
+            active = np.asarray(still, dtype=np.int64)
+        for b in needs_last:  # batched by length would save runs; it happens to weak exits only
+            tokens = np.array([prompt + hyps[b]], dtype=np.int64)
+            steps[b].append(self._run(f"decoder{layer}", {
+                "tokens": tokens, "cross_kv": np.ascontiguousarray(cross_kv[:, :, [b]]),
+                "memory_lengths": lengths[[b]]})[0][0])
+        return hyps, [np.stack(s) for s in steps]
+
+    def _decoded_point(self, hyps: List[List[int]], steps: List[np.ndarray]) -> Dict:
+        """The ExitPoint fields of a decoder's decoding (:mod:`espnet_eexit.exit_policy`)."""
+        lengths = np.array([s.shape[0] for s in steps], dtype=np.int64)
+        log_probs = np.zeros((len(steps), int(lengths.max()), steps[0].shape[1]), dtype=np.float32)
+        for i, s in enumerate(steps):
+            log_probs[i, : s.shape[0]] = s
+        scores = [[float(s[np.arange(len(h)), h].sum() + (s[len(h), self.decoder["eos"]] if s.shape[0] > len(h) else 0.0))]
+                  for h, s in zip(hyps, steps)]
+        return dict(log_probs=log_probs, lengths=lengths, hypotheses=[tuple(h) for h in hyps], nbest_scores=scores)
 
     # ------------------------------------------------------------------ the early-exit loop
     def transcribe(self, waveforms: Sequence[np.ndarray],
@@ -227,20 +302,31 @@ class EarlyExitRuntime:
         running = np.arange(len(waveforms))  # batch positions still in the encoder
         results: List[Optional[RuntimeResult]] = [None] * len(waveforms)
         for i, layer in enumerate(self.exit_layers):
-            carried, log_probs = self.segment(layer, carried)
+            carried, output = self.segment(layer, carried)
             lengths = carried["lengths"]
             is_last = i == len(self.exit_layers) - 1
+            evidence = dict(log_probs=output if policy.needs_posteriors else None, lengths=lengths)
+            decoded = None
+            if self.decoder and policy.needs_posteriors:
+                decoded = self.decode_with_decoder(layer, output, lengths)
+                evidence = self._decoded_point(*decoded)
             point = ExitPoint(
                 layer=layer, next_layer=None if is_last else self.exit_layers[i + 1],
-                num_layers=self.num_layers,
-                log_probs=log_probs if policy.needs_posteriors else None, lengths=lengths,
-                elapsed_s=clock.elapsed(), front_end_s=front_end_s, blank_id=self.blank_id,
-                utterances=running,
+                num_layers=self.num_layers, elapsed_s=clock.elapsed(), front_end_s=front_end_s,
+                blank_id=self.blank_id, utterances=running, **evidence,
             )
             stop, confidence = policy.decide(point)
             stop = np.ones(len(lengths), dtype=bool) if is_last else np.asarray(stop, dtype=bool)
-            for j in np.flatnonzero(stop):
-                text, ids = self.decode(log_probs[j, : lengths[j]])
+            stopped = np.flatnonzero(stop)
+            if self.decoder and decoded is None and stopped.size:
+                decoded = {j: h for j, h in zip(stopped.tolist(), self.decode_with_decoder(
+                    layer, output[stopped][:, : int(lengths[stopped].max())], lengths[stopped])[0])}
+            for j in stopped:
+                if self.decoder:
+                    ids = list(decoded[0][j] if isinstance(decoded, tuple) else decoded[j])
+                    text = self.text(ids)
+                else:
+                    text, ids = self.decode(output[j, : lengths[j]])
                 results[running[j]] = RuntimeResult(text, ids, layer, float(confidence[j]))
             keep = np.flatnonzero(~stop)
             if keep.size == 0:

@@ -67,7 +67,8 @@ def test_what_cannot_run_is_refused_with_one_clear_error(tmp_path, tiny_whisper_
         export_model(aed, tmp_path, ["a"], 16000)
     whisper = build_model(input_size=1, frontend=None, frontend_conf={}, normalize=None,
                           encoder="eexit_whisper", encoder_conf=dict(whisper_model=tiny_whisper_dir))
-    with pytest.raises(EarlyExitConfigError, match="EarlyExitWhisperEncoder is not supported"):
+    with pytest.raises(EarlyExitConfigError, match="eexit_whisper model is exported with its decoders "
+                       r"\(decoder: eexit_whisper, ctc_weight 0\); this one has decoder NoneType and ctc_weight 1.0"):
         export_model(whisper, tmp_path, ["a"], 16000)
 
 
