@@ -37,6 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--maxlenratio", type=float, default=0.2,
                         help="models with decoders (Whisper): at most this many tokens per encoder frame "
                         "(ESPnet's beam-search option; conf/decode_whisper.yaml: 0.2)")
+    parser.add_argument("--inference_config", type=Path, default=None,
+                        help="an ESPnet decoding config (e.g. conf/decode_whisper.yaml): its maxlenratio "
+                        "replaces --maxlenratio")
     parser.add_argument("--exit_controller", type=Path, default=None,
                         help="the learned policy's controller (fit_exit_controller) to ship with the graphs")
     return parser
@@ -56,6 +59,11 @@ def _export(cmd: Optional[List[str]] = None) -> None:
     from espnet_eexit.tasks.asr import EarlyExitASRTask
 
     config = yaml.safe_load(args.asr_train_config.read_text())
+    if args.inference_config is not None:
+        if not args.inference_config.is_file():
+            raise EarlyExitConfigError(f"--inference_config {args.inference_config}: no such file")
+        decoding = yaml.safe_load(args.inference_config.read_text()) or {}
+        args.maxlenratio = float(decoding.get("maxlenratio", 0.0))  # ESPnet's default: 0
     model, train_args = EarlyExitASRTask.build_model_from_file(args.asr_train_config, args.asr_model_file, "cpu")
     bpemodel = getattr(train_args, "bpemodel", None)
     with warnings.catch_warnings():

@@ -297,9 +297,10 @@ def _export_whisper_decoder(model: EarlyExitASRModel, layer: int, memory: torch.
     with torch.no_grad():
         cross_kv = kv_graph(memory)
     tokens = torch.tensor([[decoder.sot if decoder.sot is not None else model.sos, model.sos, 5]] * memory.size(0))
-    _export(step_graph, (tokens, cross_kv, lengths), step_path, ["tokens", "cross_kv", "memory_lengths"],
-            ["log_probs"], {"tokens": {0: "batch", 1: "length"}, "cross_kv": {2: "batch", 4: "steps"},
-                            "memory_lengths": {0: "batch"}, "log_probs": {0: "batch"}})
+    _export(step_graph, (tokens, cross_kv, lengths, torch.tensor(1)), step_path,
+            ["tokens", "cross_kv", "memory_lengths", "start"], ["log_probs"],
+            {"tokens": {0: "batch", 1: "length"}, "cross_kv": {2: "batch", 4: "steps"},
+             "memory_lengths": {0: "batch"}, "log_probs": {0: "batch", 1: "positions"}})
     return [dict(name=f"cross_kv{layer}", file=kv_path.name, decoder_of=layer),
             dict(name=f"decoder{layer}", file=step_path.name, decoder_of=layer)]
 

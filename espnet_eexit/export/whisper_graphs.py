@@ -3,8 +3,9 @@
     front_end.onnx        Whisper's log-mel features -> the input of layer 1 (convolutions, positions)
     cross_kv<k>.onnx      exit k's encoder output -> its decoder's cross-attention keys and values,
                           computed once per utterance and exit
-    decoder<k>.onnx       one greedy step of exit k's decoder: the tokens so far (prompt included),
-                          the cross keys/values and the valid frames -> log-posteriors of the next token
+    decoder<k>.onnx       exit k's decoder on the tokens so far (prompt included), the cross
+                          keys/values and the valid frames -> next-token log-posteriors from a
+                          given position on (the last one: a greedy step; all: checking a draft)
     whisper_features.npz  the Hann window and Slaney mel filters (features in numpy)
 
 The step graph runs the whole prefix again at every step (a self-attention cache would save
@@ -68,15 +69,18 @@ class CrossKeysValuesGraph(torch.nn.Module):
 
 
 class DecoderStepGraph(torch.nn.Module):
-    """tokens (B, U) (Whisper's prompt + the tokens so far), cross_kv, memory_lengths (B,) ->
-    log_probs (B, V) of the next token."""
+    """tokens (B, U) (Whisper's prompt + the tokens so far), cross_kv, memory_lengths (B,), start
+    (a scalar) -> log_probs (B, U - start, V): the next-token log-posteriors at positions start ..
+    U - 1. A greedy step asks for the last position (start = U - 1); checking a whole draft
+    hypothesis (the previous exit's) asks for all of them at once."""
 
     def __init__(self, decoder: WhisperDecoder):
         super().__init__()
         self.whisper = decoder.whisper
         self.heads = decoder.whisper.config.decoder_attention_heads
 
-    def forward(self, tokens: torch.Tensor, cross_kv: torch.Tensor, memory_lengths: torch.Tensor):
+    def forward(self, tokens: torch.Tensor, cross_kv: torch.Tensor, memory_lengths: torch.Tensor,
+                start: torch.Tensor):
         whisper, heads = self.whisper, self.heads
         steps = tokens.size(1)
         x = whisper.embed_tokens(tokens) + whisper.embed_positions.weight[:steps]
@@ -96,8 +100,11 @@ class DecoderStepGraph(torch.nn.Module):
             q = _split_heads(attention.q_proj(layer.encoder_attn_layer_norm(x)), heads)
             x = x + attention.out_proj(_attend(q, cross_kv[i, 0], cross_kv[i, 1], cross_mask))
             x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
-        last = whisper.layer_norm(x[:, -1])
-        return torch.log_softmax(last @ whisper.embed_tokens.weight.t(), dim=-1)
+        wanted = whisper.layer_norm(x[:, start:])  # (B, N, D)
+        # (V, D) @ (B, D, N): the tied embedding read as it is; ``x @ weight.t()`` (or linear) is
+        # exported with a transposed copy of it, a second 80-MB initializer for tiny.en
+        logits = (whisper.embed_tokens.weight @ wanted.transpose(1, 2)).transpose(1, 2)
+        return torch.log_softmax(logits, dim=-1)
 
 
 def whisper_feature_arrays(encoder: EarlyExitWhisperEncoder) -> Dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ from espnet_eexit.tasks.asr import EarlyExitASRTask
 
 REPO = Path(__file__).resolve().parents[2]
 MAXLENRATIO = 0.3
-EARLY_EOS_EXIT = 2  # this exit's decoder ends every hypothesis at once (the <eos> branch)
+EARLY_EOS_EXIT = 4  # this exit's decoder ends every hypothesis at once (the <eos> branch)
 
 
 def whisper_tokens():
@@ -44,7 +44,7 @@ def whisper_export(tiny_whisper_dir, tmp_path_factory):
     with torch.no_grad():
         for k in model.exit_layers:  # decoders that differ, so that a mix-up between exits shows
             for p in model.decoder_for_exit(k).parameters():
-                p.add_(torch.randn_like(p) * 0.05)
+                p.add_(torch.randn_like(p) * 0.01)
         # <eos> wins the first step of this exit: its embedding becomes the first step's winner's, scaled
         speech = torch.from_numpy(waveforms()[0])[None]
         out = model.encode_exits(speech, torch.tensor([speech.size(1)]))[EARLY_EOS_EXIT - 1]
@@ -161,3 +161,42 @@ def test_exporting_whisper_refuses_what_the_runtime_cannot_run(whisper_export, t
         export_model(model, tmp_path / "b", whisper_tokens(), 16000, token_type="hugging_face",
                      bpemodel=tmp_path)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_draft_is_checked_in_one_run_and_decoding_resumes_where_it_is_wrong(whisper_export):
+    """decode_with_decoder with drafts: a draft equal to the exit's own greedy hypothesis costs one
+    decoder run; one wrong from token j on resumes step-by-step decoding there. The tokens and
+    every step's log-posteriors are those of decoding from scratch."""
+    _, _, out = whisper_export
+    runtime = EarlyExitRuntime(out)
+    carried = runtime.front_end(waveforms())
+    carried, memory = runtime.segment(1, carried)
+    lengths = carried["lengths"]
+    hyps, steps = runtime.decode_with_decoder(1, memory, lengths)
+    assert min(len(h) for h in hyps) >= 4
+
+    def runs_and_result(drafts):
+        runtime.graph_runs.clear()
+        result = runtime.decode_with_decoder(1, memory, lengths, drafts=drafts)
+        return runtime.graph_runs["decoder1"], result
+
+    from_scratch_runs = runs_and_result(None)[0]
+    runs, (same_hyps, same_steps) = runs_and_result(hyps)
+    assert runs == 1 < from_scratch_runs
+    wrong = [h[:2] + [(h[2] + 1) % 50 + 5] + h[3:] for h in hyps]  # wrong from token 2 on
+    runs_wrong, (hyps_wrong, steps_wrong) = runs_and_result(wrong)
+    assert 1 < runs_wrong < from_scratch_runs
+    for result_hyps, result_steps in ((same_hyps, same_steps), (hyps_wrong, steps_wrong)):
+        assert result_hyps == hyps
+        for a, b in zip(result_steps, steps):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_policies_with_drafts_give_what_decoding_from_scratch_gives(whisper_export):
+    _, _, out = whisper_export
+    wavs = waveforms()
+    for spec in ("agreement:2", "max_posterior:0.05"):
+        a = EarlyExitRuntime(out).transcribe(wavs, spec)
+        b = EarlyExitRuntime(out, reuse_hypotheses=False).transcribe(wavs, spec)
+        assert [(r.exit_layer, r.token_ids) for r in a] == [(r.exit_layer, r.token_ids) for r in b]
+        np.testing.assert_allclose([r.confidence for r in a], [r.confidence for r in b], atol=1e-6)

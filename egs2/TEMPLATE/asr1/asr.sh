@@ -778,6 +778,8 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
     _opts=
     # the learned policy's controller, when stage 13 fitted one
     [ -f "${asr_exp}/${inference_tag}/exit_controller.json" ] && _opts="--exit_controller ${asr_exp}/${inference_tag}/exit_controller.json"
+    # models with decoders (Whisper) decode greedily with the decoding config's maxlenratio
+    [ -n "${inference_config}" ] && _opts+=" --inference_config ${inference_config}"
     # shellcheck disable=SC2086
     ${python} -m espnet_eexit.bin.export_onnx --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_asr_model}" --output_dir "${onnx_dir}" \
@@ -805,7 +807,7 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
             done
             # shellcheck disable=SC2086
             scripts/score_sclite.sh --python "${python}" ${_opts} "${data_feats}/${dset}" ${dirs}
-            # the same exit decoded by PyTorch in stage 12 (identical text expected with greedy CTC)
+            # the same exit decoded by PyTorch in stage 12 (identical text expected with greedy decoding)
             for k in ${exit_layers}; do
                 _pt=${asr_exp}/${inference_tag}/${dset}/exit${k}/text
                 [ -f "${_pt}" ] || continue
@@ -819,7 +821,7 @@ PYEOF
             done
         done
         ${python} -m espnet_eexit.bin.exit_results "${_rt_dir}" --num_layers "${num_layers}" \
-            --title "${asr_exp##*/}: ONNX runtime ${precision} (greedy CTC)" \
+            --title "${asr_exp##*/}: ONNX runtime ${precision} (greedy)" \
             --notes "- command: \`${run_args}\`; model: \`${onnx_dir}\` (from \`${inference_asr_model}\`), ${onnx_num_threads} onnxruntime thread(s)" \
             --output_md "${_rt_dir}/RESULTS.md" --update_md RESULTS.md --output_png "${_rt_dir}/wer_per_exit.png"
         log "Wrote RESULTS.md (section ${asr_exp##*/}: ONNX runtime ${precision})"
