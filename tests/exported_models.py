@@ -53,3 +53,53 @@ def export(model, out_dir: Path, quantize=None) -> Path:
 def waveforms(lengths=(9000, 7400, 5200), seed=0):
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(n, generator=g) * 0.3).numpy() for n in lengths]
+
+
+def whisper_tokens():
+    """TINY_WHISPER's token list with Whisper's special tokens where its config puts them."""
+    from conftest import TINY_WHISPER
+
+    tokens = [f"t{i}" for i in range(TINY_WHISPER["vocab_size"])]
+    tokens[3], tokens[1], tokens[4] = "<|notimestamps|>", "<|endoftext|>", "<unk>"
+    return tokens
+
+
+def tiny_whisper_export(tmp: Path, tiny_whisper_dir: str, maxlenratio: float, early_eos_exit: int,
+                        waveform: np.ndarray):
+    """A tiny early-exit Whisper (4 exits, a decoder per exit made different from the others; exit
+    ``early_eos_exit``'s decoder ends every hypothesis at once), its config.yaml + model.pth, and its
+    export: ``(model, tmp, tmp / "onnx")``."""
+    import argparse
+
+    import yaml
+
+    from espnet_eexit.tasks.asr import EarlyExitASRTask
+
+    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
+    args.update(token_list=whisper_tokens(), input_size=1, frontend=None, specaug=None, normalize=None,
+                encoder="eexit_whisper", encoder_conf=dict(whisper_model=tiny_whisper_dir),
+                decoder="eexit_whisper", decoder_conf=dict(whisper_model=tiny_whisper_dir),
+                model="eexit", token_type="word",
+                model_conf=dict(ctc_weight=0.0, sym_sos="<|notimestamps|>", sym_eos="<|endoftext|>"))
+    torch.manual_seed(0)
+    model = EarlyExitASRTask.build_model(argparse.Namespace(**args)).eval()
+    with torch.no_grad():
+        for k in model.exit_layers:  # decoders that differ, so that a mix-up between exits shows
+            for p in model.decoder_for_exit(k).parameters():
+                p.add_(torch.randn_like(p) * 0.01)
+        # <eos> wins the first step of this exit: its embedding becomes the first step's winner's, scaled
+        speech = torch.from_numpy(waveform)[None]
+        out = model.encode_exits(speech, torch.tensor([speech.size(1)]))[early_eos_exit - 1]
+        decoder = model.decoder_for_exit(early_eos_exit)
+        logits, _ = decoder(out.hidden, out.lengths, torch.tensor([[model.sos]]), torch.tensor([1]))
+        first = int(logits[0, -1].argmax())
+        assert float(logits[0, -1, first]) > 0
+        decoder.whisper.embed_tokens.weight[1] = decoder.whisper.embed_tokens.weight[first] * 3.0
+    (tmp / "config.yaml").write_text(yaml.safe_dump(args))
+    torch.save(model.state_dict(), tmp / "model.pth")
+    from espnet_eexit.export.onnx_segments import export_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_model(model, tmp / "onnx", whisper_tokens(), 16000, token_type="word", maxlenratio=maxlenratio)
+    return model, tmp, tmp / "onnx"

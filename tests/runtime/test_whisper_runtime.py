@@ -1,66 +1,27 @@
 """Early-exit Whisper through the ONNX export and the torch-free runtime, against PyTorch on the same
 weights: Whisper's log-mel in numpy, greedy decoding with each exit's own decoder, policies that
 read the decoder, graphs above the exit that never run, and Whisper's tokenizer."""
-import argparse
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from conftest import TINY_WHISPER
+from exported_models import tiny_whisper_export, whisper_tokens
 from espnet_eexit.encoder.whisper import WhisperLogMel
 from espnet_eexit.exit_policy import build_exit_policy
 from espnet_eexit.inference import EarlyExitSpeech2Text
 from espnet_eexit.runtime import EarlyExitRuntime
-from espnet_eexit.tasks.asr import EarlyExitASRTask
 
 REPO = Path(__file__).resolve().parents[2]
 MAXLENRATIO = 0.3
 EARLY_EOS_EXIT = 4  # this exit's decoder ends every hypothesis at once (the <eos> branch)
 
 
-def whisper_tokens():
-    tokens = [f"t{i}" for i in range(TINY_WHISPER["vocab_size"])]
-    tokens[3], tokens[1], tokens[4] = "<|notimestamps|>", "<|endoftext|>", "<unk>"
-    return tokens
-
-
 @pytest.fixture(scope="module")
 def whisper_export(tiny_whisper_dir, tmp_path_factory):
-    """A tiny early-exit Whisper (4 exits, a decoder per exit made different from the others),
-    its config.yaml + model.pth, and its export."""
-    tmp = tmp_path_factory.mktemp("whisper_runtime")
-    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
-    args.update(token_list=whisper_tokens(), input_size=1, frontend=None, specaug=None, normalize=None,
-                encoder="eexit_whisper", encoder_conf=dict(whisper_model=tiny_whisper_dir),
-                decoder="eexit_whisper", decoder_conf=dict(whisper_model=tiny_whisper_dir),
-                model="eexit", token_type="word",
-                model_conf=dict(ctc_weight=0.0, sym_sos="<|notimestamps|>", sym_eos="<|endoftext|>"))
-    torch.manual_seed(0)
-    model = EarlyExitASRTask.build_model(argparse.Namespace(**args)).eval()
-    with torch.no_grad():
-        for k in model.exit_layers:  # decoders that differ, so that a mix-up between exits shows
-            for p in model.decoder_for_exit(k).parameters():
-                p.add_(torch.randn_like(p) * 0.01)
-        # <eos> wins the first step of this exit: its embedding becomes the first step's winner's, scaled
-        speech = torch.from_numpy(waveforms()[0])[None]
-        out = model.encode_exits(speech, torch.tensor([speech.size(1)]))[EARLY_EOS_EXIT - 1]
-        decoder = model.decoder_for_exit(EARLY_EOS_EXIT)
-        logits, _ = decoder(out.hidden, out.lengths, torch.tensor([[model.sos]]), torch.tensor([1]))
-        first = int(logits[0, -1].argmax())
-        assert float(logits[0, -1, first]) > 0
-        decoder.whisper.embed_tokens.weight[1] = decoder.whisper.embed_tokens.weight[first] * 3.0
-    (tmp / "config.yaml").write_text(yaml.safe_dump(args))
-    torch.save(model.state_dict(), tmp / "model.pth")
-    from espnet_eexit.export.onnx_segments import export_model
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_model(model, tmp / "onnx", whisper_tokens(), 16000, token_type="word", maxlenratio=MAXLENRATIO)
-    return model, tmp, tmp / "onnx"
+    return tiny_whisper_export(tmp_path_factory.mktemp("whisper_runtime"), tiny_whisper_dir, MAXLENRATIO,
+                               EARLY_EOS_EXIT, waveforms()[0])
 
 
 def waveforms(lengths=(16000, 12000, 20000, 9000)):

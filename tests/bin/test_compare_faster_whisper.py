@@ -1,0 +1,47 @@
+"""compare_faster_whisper: our runtime's exits beside faster-whisper (the bundled tiny.en, int8) on
+the same utterances, latency and WER through stage 13's scoring."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from espnet_eexit.bin import compare_faster_whisper
+from espnet_eexit.errors import EarlyExitConfigError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encoder"))
+from test_whisper import synthesise  # noqa: E402  (flite + sox, as the conversion tests use)
+
+from exported_models import tiny_whisper_export  # noqa: E402
+
+SENTENCES = {"u1": "THE WEATHER WAS FINE AND THEY WALKED TO THE VILLAGE",
+             "u2": "SHE WAS THE YOUNGEST OF THE TWO DAUGHTERS"}
+
+
+def test_table_of_our_exits_and_faster_whisper(tiny_whisper_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for key, text in SENTENCES.items():
+        synthesise(text.lower(), data / f"{key}.wav")
+    (data / "wav.scp").write_text("".join(f"{k} {data / k}.wav\n" for k in SENTENCES))
+    (data / "text").write_text("".join(f"{k} {t}\n" for k, t in SENTENCES.items()))
+    (tmp_path / "model").mkdir()
+    _, _, onnx = tiny_whisper_export(tmp_path / "model", tiny_whisper_dir, 0.2, 4,
+                                     np.random.default_rng(0).standard_normal(16000).astype(np.float32))
+    compare_faster_whisper.main(["--model_dir", str(onnx), "--data_dir", str(data), "--threads", "1",
+                                 "--policies", "agreement:2"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    table = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+    assert list(table) == ["ours fixed:1", "ours fixed:2", "ours fixed:3", "ours fixed:4", "ours agreement:2",
+                           "faster-whisper model int8"]
+    whisper = table["faster-whisper model int8"]
+    assert whisper[-1] == "1.00"  # its own time over itself
+    # real speech: the pretrained tiny.en recognises it; our untrained tiny model cannot
+    assert float(whisper[3]) <= 30.0
+    assert all(float(table[f"ours fixed:{k}"][3]) >= 90.0 for k in (1, 2, 3, 4))
+
+
+def test_a_missing_model_or_data_is_one_clear_error(tmp_path):
+    with pytest.raises(EarlyExitConfigError, match="no CTranslate2 model.bin"):
+        compare_faster_whisper._compare(["--model_dir", str(tmp_path), "--data_dir", str(tmp_path),
+                                         "--ct2_model", str(tmp_path)])
