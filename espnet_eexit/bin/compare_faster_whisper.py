@@ -72,6 +72,9 @@ def _compare(cmd: Optional[List[str]] = None) -> None:
     parser.add_argument("--ct2_compute_type", default="int8")
     parser.add_argument("--policies", nargs="*", default=[], help="our policies besides every fixed exit")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="our graphs")
+    parser.add_argument("--without_drafts", action="store_true",
+                        help="also run each policy with every exit decoding from scratch (no draft from "
+                        "the previous exit), to see what the drafts save")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--utterances", type=int, default=None, help="the first N (default: all)")
     args = parser.parse_args(cmd)
@@ -92,6 +95,11 @@ def _compare(cmd: Optional[List[str]] = None) -> None:
     for spec in [f"fixed:{k}" for k in runtime.exit_layers] + list(args.policies):
         runtime.policy(spec)  # a bad spec fails before anything runs
         systems[f"ours {spec}"] = lambda w, spec=spec: runtime.transcribe([w], policy=spec)[0].text
+    if args.without_drafts:
+        scratch = EarlyExitRuntime(args.model_dir, precision=args.precision, num_threads=args.threads,
+                                   reuse_hypotheses=False)
+        for spec in args.policies:
+            systems[f"ours {spec} without drafts"] = lambda w, spec=spec: scratch.transcribe([w], policy=spec)[0].text
     systems[f"faster-whisper {ct2_model.name} {args.ct2_compute_type}"] = faster_whisper_transcriber(
         ct2_model, args.threads, args.ct2_compute_type)
 

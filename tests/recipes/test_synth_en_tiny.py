@@ -92,3 +92,16 @@ def test_tiny_corpus_fine_tunes_early_exit_whisper(tiny_corpus):
     hyp_trn = (decode / "test" / "exit4" / "score_wer" / "hyp.trn").read_text().splitlines()
     texts = [line.rsplit(" (", 1)[0] for line in hyp_trn]
     assert any(texts) and all(t == t.upper() for t in texts), texts
+    # run.sh's decoder policy: decoded for real (each utterance decoded at every exit it passed)
+    # and swept from the recorded decoder confidences
+    info = dict(line.split(" ", 1) for line in
+                (decode / "test" / "policy_max_posterior_0.74" / "exit_info").read_text().splitlines())
+    counts = {int(k): int(n) for k, n in (c.split(":") for c in info["exit_counts"].split())}
+    assert sum(counts.values()) == 20
+    passed = sum(n * [1, 2, 3, 4].index(k) + n for k, n in counts.items()) / 20
+    assert float(info["decodings_per_utterance"]) == pytest.approx(passed, abs=1e-3)
+    confidence = (decode / "test" / "exit1" / "confidence").read_text().splitlines()
+    assert len(confidence) == 20 and all(len(c.split()) == 5 and c.split()[1] != "-" for c in confidence)
+    assert (decode / "test" / "exit_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    sweep = (decode / "test" / "exit_sweep.tsv").read_text()
+    assert "max_posterior" in sweep and "agreement" in sweep
