@@ -241,7 +241,7 @@ def _sha256(path: Path) -> str:
 
 
 def _export_graphs(model: EarlyExitASRModel, output_dir: Path, feats: torch.Tensor,
-                   feats_lengths: torch.Tensor) -> List[dict]:
+                   feats_lengths: torch.Tensor, quantize: Optional[str] = None) -> List[dict]:
     """Trace ``front_end.onnx`` and one ``exit<k>.onnx`` per exit from the example features
     (and, for Whisper, each exit's ``cross_kv<k>.onnx`` and ``decoder<k>.onnx``)."""
     graphs = []
@@ -277,15 +277,16 @@ def _export_graphs(model: EarlyExitASRModel, output_dir: Path, feats: torch.Tens
         with torch.no_grad():
             hidden, memory = segment(*carried)
         if whisper:
-            graphs += _export_whisper_decoder(model, layer, memory, carried[-1], output_dir)
+            graphs += _export_whisper_decoder(model, layer, memory, carried[-1], output_dir, quantize)
         carried = (hidden, *carried[1:])
         previous = layer
     return graphs
 
 
 def _export_whisper_decoder(model: EarlyExitASRModel, layer: int, memory: torch.Tensor,
-                            lengths: torch.Tensor, output_dir: Path) -> List[dict]:
-    """``cross_kv<k>.onnx`` and ``decoder<k>.onnx`` of exit ``layer``'s decoder."""
+                            lengths: torch.Tensor, output_dir: Path, quantize: Optional[str]) -> List[dict]:
+    """``cross_kv<k>.onnx`` and ``decoder<k>.onnx`` of exit ``layer``'s decoder (with int8, also the
+    fp32 source of ``decoder<k>.int8.onnx``: the output layer in the form int8 quantisation needs)."""
     from espnet_eexit.export.whisper_graphs import CrossKeysValuesGraph, DecoderStepGraph
 
     decoder = model.decoder_for_exit(layer)
@@ -297,12 +298,16 @@ def _export_whisper_decoder(model: EarlyExitASRModel, layer: int, memory: torch.
     with torch.no_grad():
         cross_kv = kv_graph(memory)
     tokens = torch.tensor([[decoder.sot if decoder.sot is not None else model.sos, model.sos, 5]] * memory.size(0))
-    _export(step_graph, (tokens, cross_kv, lengths, torch.tensor(1)), step_path,
-            ["tokens", "cross_kv", "memory_lengths", "start"], ["log_probs"],
-            {"tokens": {0: "batch", 1: "length"}, "cross_kv": {2: "batch", 4: "steps"},
-             "memory_lengths": {0: "batch"}, "log_probs": {0: "batch", 1: "positions"}})
-    return [dict(name=f"cross_kv{layer}", file=kv_path.name, decoder_of=layer),
-            dict(name=f"decoder{layer}", file=step_path.name, decoder_of=layer)]
+    step_args = ((tokens, cross_kv, lengths, torch.tensor(1)), ["tokens", "cross_kv", "memory_lengths", "start"],
+                 ["log_probs"], {"tokens": {0: "batch", 1: "length"}, "cross_kv": {2: "batch", 4: "steps"},
+                                 "memory_lengths": {0: "batch"}, "log_probs": {0: "batch", 1: "positions"}})
+    _export(step_graph, step_args[0], step_path, *step_args[1:])
+    step = dict(name=f"decoder{layer}", file=step_path.name, decoder_of=layer)
+    if quantize == "int8":
+        source = output_dir / f"decoder{layer}.int8_source.onnx"
+        _export(DecoderStepGraph(decoder, transposed_output=True), step_args[0], source, *step_args[1:])
+        step["int8_source"] = source.name
+    return [dict(name=f"cross_kv{layer}", file=kv_path.name, decoder_of=layer), step]
 
 
 def export_model(
@@ -368,7 +373,7 @@ def export_model(
         np.savez(output_dir / WHISPER_FEATURES_FILE, **whisper_feature_arrays(encoder))
         with torch.no_grad(), whisper_eager_attention(encoder):
             feats, feats_lengths = encoder.log_mel(speech, speech_lengths)
-            graphs = _export_graphs(model, output_dir, feats, feats_lengths)
+            graphs = _export_graphs(model, output_dir, feats, feats_lengths, quantize)
         features = dict(kind="whisper_log_mel", fs=fs, n_mels=int(feats.size(1)), file=WHISPER_FEATURES_FILE)
     else:
         np.savez(output_dir / FEATURES_FILE, **feature_arrays(model.frontend))
@@ -387,8 +392,11 @@ def export_model(
         graph["sha256"] = _sha256(path)
         if quantize == "int8":
             int8 = path.with_name(path.stem + ".int8.onnx")
-            logging.info("quantising %s -> %s", path.name, int8.name)
-            quantize_int8(path, int8)
+            source = output_dir / graph.pop("int8_source", graph["file"])
+            logging.info("quantising %s -> %s", source.name, int8.name)
+            quantize_int8(source, int8)
+            if source != path:
+                source.unlink()
             graph["int8_file"], graph["int8_bytes"] = int8.name, int8.stat().st_size
 
     if token_type == "bpe":

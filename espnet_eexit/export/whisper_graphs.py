@@ -74,10 +74,11 @@ class DecoderStepGraph(torch.nn.Module):
     U - 1. A greedy step asks for the last position (start = U - 1); checking a whole draft
     hypothesis (the previous exit's) asks for all of them at once."""
 
-    def __init__(self, decoder: WhisperDecoder):
+    def __init__(self, decoder: WhisperDecoder, transposed_output: bool = False):
         super().__init__()
         self.whisper = decoder.whisper
         self.heads = decoder.whisper.config.decoder_attention_heads
+        self.transposed_output = transposed_output
 
     def forward(self, tokens: torch.Tensor, cross_kv: torch.Tensor, memory_lengths: torch.Tensor,
                 start: torch.Tensor):
@@ -101,9 +102,14 @@ class DecoderStepGraph(torch.nn.Module):
             x = x + attention.out_proj(_attend(q, cross_kv[i, 0], cross_kv[i, 1], cross_mask))
             x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
         wanted = whisper.layer_norm(x[:, start:])  # (B, N, D)
-        # (V, D) @ (B, D, N): the tied embedding read as it is; ``x @ weight.t()`` (or linear) is
-        # exported with a transposed copy of it, a second 80-MB initializer for tiny.en
-        logits = (whisper.embed_tokens.weight @ wanted.transpose(1, 2)).transpose(1, 2)
+        if self.transposed_output:
+            # the exporter stores a transposed copy of the tied embedding: the weight operand that
+            # onnxruntime's dynamic int8 quantisation turns into int8 once, at export
+            logits = wanted @ whisper.embed_tokens.weight.t()
+        else:
+            # (V, D) @ (B, D, N): the tied embedding read as it is, stored once (fp32: 114 MB for
+            # tiny.en instead of 193); quantised, though, it would be the side quantised at every run
+            logits = (whisper.embed_tokens.weight @ wanted.transpose(1, 2)).transpose(1, 2)
         return torch.log_softmax(logits, dim=-1)
 
 

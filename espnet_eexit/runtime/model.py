@@ -9,7 +9,9 @@ runs per graph.
 An export with decoders (early-exit Whisper) decodes greedily with the exit's decoder: its
 ``cross_kv<k>`` graph once, then one ``decoder<k>`` step per token for the utterances still
 decoding. Its policies read the decoder (:mod:`espnet_eexit.exit_policy`), so they decode at each
-exit passed; ``fixed`` and ``budget`` decode only where utterances stop.
+exit passed, each exit starting from the previous exit's hypothesis as a draft
+(:meth:`EarlyExitRuntime.decode_with_decoder`); ``fixed`` and ``budget`` decode only where
+utterances stop.
 """
 import json
 from collections import Counter

@@ -161,3 +161,29 @@ def test_policies_with_drafts_give_what_decoding_from_scratch_gives(whisper_expo
         b = EarlyExitRuntime(out, reuse_hypotheses=False).transcribe(wavs, spec)
         assert [(r.exit_layer, r.token_ids) for r in a] == [(r.exit_layer, r.token_ids) for r in b]
         np.testing.assert_allclose([r.confidence for r in a], [r.confidence for r in b], atol=1e-6)
+
+
+def test_int8_decoders_hold_their_output_layer_in_int8(whisper_export, tmp_path):
+    """--quantize int8: each exit's decoder is quantised from a graph whose output layer multiplies
+    by a stored (D, V) weight, so that weight is int8 in the file (not quantised again at every
+    step); the temporary source graphs are gone and the int8 runtime decodes."""
+    import json
+    import warnings
+
+    import onnx
+
+    from espnet_eexit.export.onnx_segments import export_model
+
+    model, _, _ = whisper_export
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_model(model, tmp_path, whisper_tokens(), 16000, token_type="word", quantize="int8")
+    manifest = json.loads((tmp_path / "model.json").read_text())
+    assert not list(tmp_path.glob("*int8_source*")) and all("int8_source" not in g for g in manifest["graphs"])
+    vocab, dim = len(whisper_tokens()), 32
+    for k in model.exit_layers:
+        graph = onnx.load(str(tmp_path / f"decoder{k}.int8.onnx")).graph
+        int8 = {tuple(i.dims) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
+        assert (dim, vocab) in int8, int8
+    results = EarlyExitRuntime(tmp_path, precision="int8").transcribe(waveforms(), "fixed:3")
+    assert [r.exit_layer for r in results] == [3] * 4
