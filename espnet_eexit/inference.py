@@ -10,6 +10,10 @@ LM, ...) scoring with the chosen exit's own CTC head and decoder:
 * every exit in one pass (:meth:`EarlyExitSpeech2Text.decode_all_exits`), with every confidence
   measure recorded per exit, for scoring each exit and sweeping policy thresholds offline.
 
+A model without CTC heads (early-exit Whisper) gives its policies and confidences through its
+decoders: each exit passed is decoded (:meth:`EarlyExitSpeech2Text.decode_exit`), and the decoding
+of the exit where an utterance stops is its result.
+
 With ``ctc_greedy=True`` each of them takes the best path of the exit's CTC head instead (frame
 argmax, repeats merged, blanks dropped): ESPnet's CTC prefix scorer with beam 1 spends most of the
 decoding time of a small CPU model in Python steps, one per output token, while the best path

@@ -115,6 +115,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from espnet_eexit.runtime import EarlyExitRuntime
 
     manifest = json.loads((args.model_dir / "model.json").read_text())
+    if manifest.get("decoder"):
+        parser.error(f"{args.model_dir} decodes with decoders (early-exit Whisper), whose time depends on "
+                     "what is said: measure it on real audio with python -m espnet_eexit.bin.compare_faster_whisper")
     exits, num_layers = manifest["exit_layers"], manifest["num_layers"]
     print(f"# {args.model_dir}: exits {exits} of {num_layers} layers; median of {args.steps} steps")
     print("| precision | threads | batch | audio s | exit | ms | / last | ideal | / ideal | PyTorch ms | / PyTorch |")
