@@ -105,3 +105,19 @@ def test_tiny_corpus_fine_tunes_early_exit_whisper(tiny_corpus):
     assert (decode / "test" / "exit_sweep.png").read_bytes()[:4] == b"\x89PNG"
     sweep = (decode / "test" / "exit_sweep.tsv").read_text()
     assert "max_posterior" in sweep and "agreement" in sweep
+
+    # Stage 15: the Whisper export (decoders included) through the torch-free runtime gives stage
+    # 12's greedy transcripts at every exit, and runs the decoder policy
+    run(recipe, "--stage", "15", "--stop_stage", "15", "--test_sets", "test", "--onnx_quantize", "none")
+    runtime = exp / "onnx_runtime_fp32" / "test"
+    def texts(path):
+        return {line.split(" ", 1)[0]: line.partition(" ")[2].strip() for line in path.read_text().splitlines()}
+
+    for k in (1, 2, 3, 4):
+        ours = texts(runtime / f"exit{k}" / "text")
+        assert len(ours) == 20 and ours == texts(decode / "test" / f"exit{k}" / "text"), k
+    exits = (runtime / "policy_max_posterior_0.74" / "exit").read_text().splitlines()
+    assert len(exits) == 20 and {int(line.split()[1]) for line in exits} <= {1, 2, 3, 4}
+    section = (recipe / "RESULTS.md").read_text()
+    section = section[section.index("asr_train_asr_eexit_whisper_hugging_face: ONNX runtime fp32"):]
+    results_rows(section, {1: "0.25", 2: "0.50", 3: "0.75", 4: "1.00"}, 2)
