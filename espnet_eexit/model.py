@@ -36,7 +36,7 @@ import torch
 from espnet2.asr.decoder.linear_decoder import LinearDecoder
 from espnet2.asr.espnet_model import ESPnetASRModel, autocast, autocast_type
 from espnet2.torch_utils.device_funcs import force_gatherable
-from espnet.nets.pytorch_backend.nets_utils import pad_list, th_accuracy
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask, pad_list, th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 
 from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, ExitOutput
@@ -136,11 +136,6 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Te
     teacher = teacher.detach()
     per_frame = (teacher.exp() * (teacher - student)).sum(-1)  # (B, T)
     return per_frame.masked_fill(~mask, 0.0).sum() / student.size(0)
-
-
-def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
-    """(B,) lengths -> (B, size) bool, True on the valid positions."""
-    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def _fresh_copy(module: torch.nn.Module) -> torch.nn.Module:
@@ -473,7 +468,7 @@ class EarlyExitASRModel(ESPnetASRModel):
         loss = 0.0
         if teacher_ctc is not None:
             student = self.ctc_for_exit(k).log_softmax(out.hidden)
-            kl_ctc = distillation_kl(student, teacher_ctc, length_mask(out.lengths, student.size(1)))
+            kl_ctc = distillation_kl(student, teacher_ctc, ~make_pad_mask(out.lengths, maxlen=student.size(1)))
             stats[f"loss_distill_ctc_exit{k}"] = kl_ctc.detach()
             loss = loss + self.ctc_weight * kl_ctc
         if teacher_att is not None:

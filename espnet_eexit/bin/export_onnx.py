@@ -5,9 +5,10 @@
 
 Writes ``front_end.onnx``, one ``exit<k>.onnx`` per exit (layers after the previous exit + exit
 k's CTC head), ``frontend.npz`` (STFT window, mel matrix), ``bpe.model`` for BPE tokens and the
-manifest ``model.json``; for early-exit Whisper also each exit's decoder (``cross_kv<k>.onnx``,
-``decoder<k>.onnx``), ``whisper_features.npz`` and ``tokenizer.json`` (:mod:`espnet_eexit.export.onnx_segments`); with ``--quantize int8`` also
-``*.int8.onnx`` (onnxruntime's dynamic int8 quantisation). Then:
+manifest ``model.json`` (:mod:`espnet_eexit.export.onnx_segments`); for early-exit Whisper also each
+exit's decoder (``cross_kv<k>.onnx``, ``decoder<k>.onnx``), ``whisper_features.npz`` and
+``tokenizer.json``; with ``--quantize int8`` also ``*.int8.onnx`` (onnxruntime's dynamic int8
+quantisation). Then:
 
     python -m espnet_eexit.runtime.transcribe --model_dir exp/asr_x/onnx --policy entropy:0.3 a.wav
 """

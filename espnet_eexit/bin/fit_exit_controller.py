@@ -49,7 +49,6 @@ def samples(decode_dir: Path, num_layers: int) -> Tuple[np.ndarray, np.ndarray, 
     complete = ~np.isnan(x[:, recorded]).any(axis=1)
     if not complete.any():
         raise EarlyExitConfigError(f"{decode_dir}: no utterance has every feature (re-decode with this version)")
-    x[:, ~recorded] = np.nan
     return x[complete], y[complete], layers
 
 

@@ -85,12 +85,11 @@ class DecoderStepGraph(torch.nn.Module):
         whisper, heads = self.whisper, self.heads
         steps = tokens.size(1)
         x = whisper.embed_tokens(tokens) + whisper.embed_positions.weight[:steps]
-        low = torch.finfo(x.dtype).min
         causal = torch.ones(steps, steps, dtype=torch.bool, device=x.device).tril()
-        self_mask = torch.zeros(steps, steps, dtype=x.dtype).masked_fill(~causal, low)
+        self_mask = WhisperDecoder._additive(causal, x.dtype)
         frames = torch.arange(cross_kv.size(-2), device=x.device)
         valid = frames[None, :] < memory_lengths[:, None]  # (B, T)
-        cross_mask = torch.zeros(valid.shape, dtype=x.dtype).masked_fill(~valid, low)[:, None, None, :]
+        cross_mask = WhisperDecoder._additive(valid[:, None, None, :], x.dtype)
         for i, layer in enumerate(whisper.layers):
             attention = layer.self_attn
             y = layer.self_attn_layer_norm(x)

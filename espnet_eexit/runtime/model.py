@@ -320,15 +320,16 @@ class EarlyExitRuntime:
                 steps[b].append(run([b], np.array([prompt + hyps[b]], dtype=np.int64), len(prompt) + len(hyps[b]) - 1)[0, 0])
         return hyps, [np.stack(s) for s in steps]
 
-    def _decoded_point(self, hyps: List[List[int]], steps: List[np.ndarray]) -> Dict:
-        """The ExitPoint fields of a decoder's decoding (:mod:`espnet_eexit.exit_policy`)."""
+    @staticmethod
+    def _decoded_point(hyps: List[List[int]], steps: List[np.ndarray]) -> Dict:
+        """The ExitPoint fields of a decoder's decoding (:mod:`espnet_eexit.exit_policy`). Greedy
+        decoding has no N-best list, hence no N-best posterior (empty scores: NaN)."""
         lengths = np.array([s.shape[0] for s in steps], dtype=np.int64)
         log_probs = np.zeros((len(steps), int(lengths.max()), steps[0].shape[1]), dtype=np.float32)
         for i, s in enumerate(steps):
             log_probs[i, : s.shape[0]] = s
-        scores = [[float(s[np.arange(len(h)), h].sum() + (s[len(h), self.decoder["eos"]] if s.shape[0] > len(h) else 0.0))]
-                  for h, s in zip(hyps, steps)]
-        return dict(log_probs=log_probs, lengths=lengths, hypotheses=[tuple(h) for h in hyps], nbest_scores=scores)
+        return dict(log_probs=log_probs, lengths=lengths, hypotheses=[tuple(h) for h in hyps],
+                    nbest_scores=[[] for _ in hyps])
 
     # ------------------------------------------------------------------ the early-exit loop
     def transcribe(self, waveforms: Sequence[np.ndarray],
@@ -347,11 +348,11 @@ class EarlyExitRuntime:
             lengths = carried["lengths"]
             is_last = i == len(self.exit_layers) - 1
             evidence = dict(log_probs=output if policy.needs_posteriors else None, lengths=lengths)
-            decoded = None
+            hyps = None  # the decoder's hypotheses here, indexed by running position
             if self.decoder and policy.needs_posteriors:
-                decoded = self.decode_with_decoder(layer, output, lengths,
-                                                   drafts if self.reuse_hypotheses else None)
-                evidence = self._decoded_point(*decoded)
+                hyps, steps = self.decode_with_decoder(layer, output, lengths,
+                                                       drafts if self.reuse_hypotheses else None)
+                evidence = self._decoded_point(hyps, steps)
             point = ExitPoint(
                 layer=layer, next_layer=None if is_last else self.exit_layers[i + 1],
                 num_layers=self.num_layers, elapsed_s=clock.elapsed(), front_end_s=front_end_s,
@@ -360,12 +361,12 @@ class EarlyExitRuntime:
             stop, confidence = policy.decide(point)
             stop = np.ones(len(lengths), dtype=bool) if is_last else np.asarray(stop, dtype=bool)
             stopped = np.flatnonzero(stop)
-            if self.decoder and decoded is None and stopped.size:
-                decoded = {j: h for j, h in zip(stopped.tolist(), self.decode_with_decoder(
-                    layer, output[stopped][:, : int(lengths[stopped].max())], lengths[stopped])[0])}
+            if self.decoder and hyps is None and stopped.size:  # fixed, budget: decode where they stop
+                hyps = dict(zip(stopped.tolist(), self.decode_with_decoder(
+                    layer, output[stopped][:, : int(lengths[stopped].max())], lengths[stopped])[0]))
             for j in stopped:
                 if self.decoder:
-                    ids = list(decoded[0][j] if isinstance(decoded, tuple) else decoded[j])
+                    ids = list(hyps[j])
                     text = self.text(ids)
                 else:
                     text, ids = self.decode(output[j, : lengths[j]])
@@ -373,8 +374,8 @@ class EarlyExitRuntime:
             keep = np.flatnonzero(~stop)
             if keep.size == 0:
                 break
-            if isinstance(decoded, tuple):
-                drafts = [decoded[0][j] for j in keep]
+            if self.decoder and policy.needs_posteriors:
+                drafts = [hyps[j] for j in keep]
             carried = self.select(carried, keep)
             running = running[keep]
         return results  # type: ignore[return-value]

@@ -224,19 +224,27 @@ def test_fine_tuning_from_a_single_exit_espnet_checkpoint(tmp_path):
         assert torch.equal(ours.encode(speech, lengths)[0], espnet_model.encode(speech, lengths)[0])
 
 
+def with_and_without_distillation(config, distill_weight):
+    """Two models of ``config`` with the same weights, in eval mode, the second with
+    ``distill_weight``; a batch, and each model's ``(loss, stats)`` on it."""
+    plain = build_model(**config)
+    model = build_model(**{**config, "model_conf": dict(config["model_conf"], distill_weight=distill_weight)})
+    model.load_state_dict(plain.state_dict())
+    model.eval(), plain.eval()
+    speech, lengths, text, text_lengths = batch()
+    loss, stats, _ = model(speech, lengths, text.clone(), text_lengths)
+    ref_loss, ref_stats, _ = plain(speech, lengths, text.clone(), text_lengths)
+    return plain, model, (speech, lengths, text, text_lengths), (loss, stats), (ref_loss, ref_stats)
+
+
 def test_self_distillation_adds_the_kl_to_the_last_exit_and_no_gradient_into_it():
     """distill_weight w: loss_exit<k> = CTC_k + w * KL(p_last || p_k), the KL computed here with
     torch's kl_div over valid frames / batch size; the last exit's loss is unchanged and the
     distillation term sends no gradient into the last exit's head or layers above exit 4."""
     import torch.nn.functional as F
 
-    plain = build_model()
-    model = build_model(model_conf=dict(ctc_weight=1.0, distill_weight=[0.5, 2.0]))
-    model.load_state_dict(plain.state_dict())
-    model.eval(), plain.eval()
-    speech, lengths, text, text_lengths = batch()
-    loss, stats, _ = model(speech, lengths, text.clone(), text_lengths)
-    ref_loss, ref_stats, _ = plain(speech, lengths, text.clone(), text_lengths)
+    plain, model, (speech, lengths, text, text_lengths), (loss, stats), (ref_loss, ref_stats) = \
+        with_and_without_distillation(dict(model_conf=dict(ctc_weight=1.0)), [0.5, 2.0])
     with torch.no_grad():
         outs = {o.layer: o for o in model.encode_exits(speech, lengths)}
         teacher = model.ctc_for_exit(6).log_softmax(outs[6].hidden)
@@ -282,14 +290,8 @@ def test_self_distillation_of_the_decoders_mixes_with_the_ctc_kl_by_ctc_weight()
     exit's decoder."""
     import torch.nn.functional as F
 
-    conf = dict(ctc_weight=0.3)
-    plain = build_model(**{**AED, "model_conf": conf})
-    model = build_model(**{**AED, "model_conf": dict(conf, distill_weight=2.0)})
-    model.load_state_dict(plain.state_dict())
-    model.eval(), plain.eval()
-    speech, lengths, text, text_lengths = batch()
-    loss, stats, _ = model(speech, lengths, text.clone(), text_lengths)
-    ref_loss, ref_stats, _ = plain(speech, lengths, text.clone(), text_lengths)
+    plain, model, (speech, lengths, text, text_lengths), (loss, stats), (ref_loss, ref_stats) = \
+        with_and_without_distillation({**AED, "model_conf": dict(ctc_weight=0.3)}, 2.0)
     with torch.no_grad():
         outs = {o.layer: o for o in model.encode_exits(speech, lengths)}
         # teacher forcing: <sos> then the reference, padded (the padding is not scored)
