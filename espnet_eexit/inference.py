@@ -88,13 +88,11 @@ class EarlyExitSpeech2Text(Speech2Text):
         self.blank_id = getattr(model, "blank_id", 0)
         self.exit_policy = None
         if not isinstance(model, EarlyExitASRModel):
-            if exit_layer is not None or exit_policy is not None:
-                raise EarlyExitConfigError(
-                    "--exit_layer/--exit_policy need a model trained with model: eexit "
-                    f"(this one is {type(model).__name__})"
-                )
-            self.exit_layer = None
-            return
+            raise EarlyExitConfigError(
+                f"{kwargs.get('asr_train_config')}: decoding from exits needs a model trained with "
+                f"model: eexit (this one is {type(model).__name__}); ESPnet's own ASR models decode "
+                "with espnet2.bin.asr_inference"
+            )
         encoder = model.encoder
         self.exit_layer = model.exit_layers[-1] if exit_layer is None else exit_layer
         encoder.check_exit_layer(self.exit_layer)
@@ -204,8 +202,7 @@ class EarlyExitSpeech2Text(Speech2Text):
         if not self.ctc_greedy:
             return self._beam_search_within_decoder_length(enc)
         model = self.asr_model
-        head = (model.ctc_for_exit(self._scoring_exit) if isinstance(model, EarlyExitASRModel)
-                else model.ctc)
+        head = model.ctc_for_exit(self._scoring_exit)
         best, labels = head.log_softmax(enc[None])[0].max(dim=-1)  # (T',), (T',)
         labels = torch.unique_consecutive(labels)
         token_int = labels[labels != self.blank_id].tolist()
@@ -226,8 +223,7 @@ class EarlyExitSpeech2Text(Speech2Text):
         absolute maximum length.
         """
         model = self.asr_model
-        decoder = (model.decoder_for_exit(self._scoring_exit) if isinstance(model, EarlyExitASRModel)
-                   else getattr(model, "decoder", None))
+        decoder = model.decoder_for_exit(self._scoring_exit)
         limit = getattr(decoder, "max_output_length", None)
         ratio = self.maxlenratio  # ESPnet's maxlen, as BeamSearch.forward computes it
         maxlen = enc.size(0) if ratio == 0 else (-ratio if ratio < 0 else max(1, int(ratio * enc.size(0))))

@@ -21,22 +21,32 @@ Every option of ``espnet2.bin.asr_inference`` works. Outputs (ESPnet's layout):
 With a policy or ``--all_exits``, ``--batch_size`` may exceed 1: utterances that exit drop out of
 the batch and the rest go on.
 
-Before decoding, every file of the list is checked (:mod:`espnet_eexit.audio_inputs`): audio at
-another sample rate than the model's stops the run with one line; a missing, empty or non-audio
-file gets one warning line and an empty result (``--bad_audio skip``, listed in
-``<output_dir>/bad_audio``) or stops the run before decoding (``--bad_audio error``).
+Before decoding, the config must be an early-exit ASR model's (another project's or ESPnet task's
+config: one line naming it), and every file of the list is checked
+(:mod:`espnet_eexit.audio_inputs`): audio at another sample rate than the model's stops the run
+with one line; a missing, empty or non-audio file, or one longer than the model takes (Whisper's
+30-s window), gets one warning line and an empty result (``--bad_audio skip``, listed in
+``<output_dir>/bad_audio``) or stops the run before decoding (``--bad_audio error``). A file of
+several channels is decoded from its first (as ESPnet's front end does), with a warning.
+
+A run writes into ``<output_dir>/incomplete/`` and moves its files into ``<output_dir>`` once it
+has finished: a run that fails (e.g. on a full disk: one line, exit status 1) leaves no
+half-written result there, and an earlier run's results in ``<output_dir>`` as they were.
 """
 import contextlib
+import errno
 import logging
 import math
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import espnet_eexit  # noqa: F401  (registers our classes)
+import numpy as np
 import torch
-import yaml
 from espnet2.bin import asr_inference as espnet_asr_inference
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.tasks.asr import ASRTask
@@ -45,9 +55,9 @@ from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_eexit.audio_inputs import append_empty_results, model_sample_rate, screen_wav_scp
 from espnet_eexit.bin.cli import run_main
-from espnet_eexit.bin.show_exits import exits_of_config_file
+from espnet_eexit.bin.show_exits import early_exit_model_config, exits_of_config, max_input_seconds_of_config
 from espnet_eexit.datadir import read_kaldi_text
-from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.errors import EarlyExitConfigError, EarlyExitRunError
 from espnet_eexit.exit_policy import CONFIDENCE_POLICIES, EXIT_POLICIES, build_exit_policy
 from espnet_eexit.inference import EarlyExitSpeech2Text, empty_results
 
@@ -157,15 +167,31 @@ def _fmt(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.4f}"
 
 
+def _first_channel(preprocess_fn: Optional[Callable], names: List[str]) -> Callable:
+    """``preprocess_fn``, then the first channel of a multi-channel audio input ``names``: ESPnet's
+    collate cannot pad a mono and a stereo utterance into one batch, so the loader reads the
+    channel the model reads at inference (the first: ESPnet's DefaultFrontend, ``as_waveforms``)."""
+    def preprocess(uid: str, data: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        if preprocess_fn is not None:
+            data = preprocess_fn(uid, data)
+        for name in names:
+            if name in data and data[name].ndim == 2:  # (samples, channels)
+                data[name] = data[name][:, 0]
+        return data
+
+    return preprocess
+
+
 def _own_loop(args, speech2text: EarlyExitSpeech2Text) -> None:
     """Batched decoding under an exit policy, or of every exit: ESPnet's data loader and writer."""
+    sound = [name for _, name, kind in args.data_path_and_name_and_type if kind == "sound"]
     loader = ASRTask.build_streaming_iterator(
         args.data_path_and_name_and_type,
         dtype=args.dtype,
         batch_size=args.batch_size,
         key_file=args.key_file,
         num_workers=args.num_workers,
-        preprocess_fn=ASRTask.build_preprocess_fn(speech2text.asr_train_args, False),
+        preprocess_fn=_first_channel(ASRTask.build_preprocess_fn(speech2text.asr_train_args, False), sound),
         collate_fn=ASRTask.build_collate_fn(speech2text.asr_train_args, False),
         allow_variable_data_keys=args.allow_variable_data_keys,
         inference=True,
@@ -210,19 +236,20 @@ def _own_loop(args, speech2text: EarlyExitSpeech2Text) -> None:
                 )
 
 
-def _screen_audio(args, kwargs, action: str) -> Optional[dict]:
-    """Check the list's audio files (:mod:`espnet_eexit.audio_inputs`) before decoding. With bad
-    files, the decoding runs on the others (a key file in the output dir); returns None if all
-    are fine, else ``{"bad": {utt: reason}, "decodable": [keys]}``."""
+def _screen_audio(args, kwargs, action: str, train_config: Optional[dict]) -> Optional[dict]:
+    """Check the list's audio files (:mod:`espnet_eexit.audio_inputs`) before decoding, against
+    the model's sample rate and longest input (Whisper: 30 s). With bad files, the decoding runs
+    on the others (a key file in the output dir); returns None if all are fine, else
+    ``{"bad": {utt: reason}, "decodable": [keys]}``."""
     sound = [(path, name) for path, name, kind in args.data_path_and_name_and_type if kind == "sound"]
-    if not sound or args.asr_train_config is None:
+    if not sound or train_config is None:
         return None
-    train_config = yaml.safe_load(Path(args.asr_train_config).read_text()) or {}
     fs = model_sample_rate(train_config)
+    max_seconds = max_input_seconds_of_config(train_config)
     wanted = list(read_kaldi_text(Path(args.key_file))) if args.key_file else None
     bad: Dict[str, str] = {}
     for path, _ in sound:
-        bad.update(screen_wav_scp(Path(path), fs, wanted))
+        bad.update(screen_wav_scp(Path(path), fs, wanted, max_seconds))
     if not bad:
         return None
     if action == "error":
@@ -238,11 +265,9 @@ def _screen_audio(args, kwargs, action: str) -> Optional[dict]:
     return {"bad": bad, "decodable": decodable}
 
 
-def _write_bad(args, bad: Dict[str, str], all_exits: bool, policy, layers: Optional[List[int]]) -> None:
+def _write_bad(args, bad: Dict[str, str], all_exits: bool, policy, layers: List[int]) -> None:
     """Empty results for the utterances that could not be decoded, in each output layout."""
     out = Path(args.output_dir)
-    if layers is None:
-        layers = exits_of_config_file(Path(args.asr_train_config))[0]
     if all_exits:
         for k in layers:
             append_empty_results(out / f"exit{k}", bad, args.nbest, {"confidence": NO_CONFIDENCE})
@@ -252,9 +277,52 @@ def _write_bad(args, bad: Dict[str, str], all_exits: bool, policy, layers: Optio
         append_empty_results(out, bad, args.nbest)
 
 
+# Where a run writes until it has finished: <output_dir>/incomplete/, then moved into <output_dir>
+STAGING = "incomplete"
+
+
+def _commit_outputs(staging: Path, out: Path) -> None:
+    """Move a finished run's files from ``staging`` into ``out``, replacing an earlier run's files
+    of the same names, as ESPnet does. The directories come first (they may need space); the files
+    then move by renames on one file system, which take none."""
+    files = [path.relative_to(staging) for path in sorted(staging.rglob("*")) if path.is_file()]
+    for name in files:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        os.replace(staging / name, out / name)
+    shutil.rmtree(staging)
+
+
 def _inference(cmd: Optional[List[str]]) -> None:
     print(" ".join(sys.argv if cmd is None else ["asr_inference.py"] + cmd), file=sys.stderr)
     args = get_parser().parse_args(cmd)
+    # A config of another project or ESPnet task: one line now, not a traceback from the builder
+    train_config = (None if args.asr_train_config is None
+                    else early_exit_model_config(Path(args.asr_train_config)))
+    # Every output is written under <output_dir>/incomplete/ and moved into <output_dir> only
+    # once the run has finished: a run that fails (a full disk, an error, a kill) leaves no
+    # half-written result that reads as complete, only incomplete/ (removed unless killed).
+    out = Path(args.output_dir)
+    staging = out / STAGING
+    created = not out.exists()
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
+    staging.mkdir(parents=True)
+    args.output_dir = str(staging)
+    try:
+        _decode(args, train_config)
+        _commit_outputs(staging, out)
+    except BaseException as e:
+        shutil.rmtree(out if created else staging, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise EarlyExitRunError(
+                f"{out}: no space left on device while decoding into it; nothing of this run was "
+                f"written there (its partial outputs were removed): free space and run again"
+            ) from e
+        raise
+
+
+def _decode(args, train_config: Optional[dict]) -> None:
+    """Decode as the options say into ``args.output_dir``."""
     kwargs = vars(args).copy()
     kwargs.pop("config", None)
     exit_layer = kwargs.pop("exit_layer")
@@ -279,9 +347,9 @@ def _inference(cmd: Optional[List[str]]) -> None:
     if all_exits and exit_layer is not None:
         raise EarlyExitConfigError("--all_exits decodes every exit: it takes no --exit_layer")
 
-    bad = _screen_audio(args, kwargs, bad_audio_action)
+    bad = _screen_audio(args, kwargs, bad_audio_action, train_config)
     if bad is not None and not bad["decodable"]:
-        _write_bad(args, bad["bad"], all_exits, policy, layers=None)
+        _write_bad(args, bad["bad"], all_exits, policy, exits_of_config(train_config)[0])
         return
     if policy is None and not all_exits:
         built = []
@@ -293,7 +361,7 @@ def _inference(cmd: Optional[List[str]]) -> None:
 
         with _speech2text_class(_Speech2Text):
             espnet_asr_inference.inference(**kwargs)
-        speech2text = built[0] if built else None
+        speech2text = built[0]
     else:
         logging.basicConfig(
             level=args.log_level,
@@ -314,15 +382,10 @@ def _inference(cmd: Optional[List[str]]) -> None:
         speech2text = EarlyExitSpeech2Text(
             exit_policy=policy, confidence_nbest=nbest_conf, ctc_greedy=ctc_greedy, **s2t_kwargs
         )
-        if speech2text.exit_layer is None:
-            raise EarlyExitConfigError(
-                "--exit_policy/--all_exits need a model trained with model: eexit"
-            )
         _own_loop(args, speech2text)
     if bad is not None:
-        layers = speech2text.asr_model.exit_layers if speech2text is not None and speech2text.exit_layer else None
-        _write_bad(args, bad["bad"], all_exits, policy, layers)
-    if speech2text is not None and speech2text.exit_layer is not None and not all_exits:
+        _write_bad(args, bad["bad"], all_exits, policy, speech2text.asr_model.exit_layers)
+    if not all_exits:
         summary = speech2text.exit_summary()
         Path(args.output_dir, "exit_info").write_text(summary)
         logging.info("exit summary: %s", summary.replace("\n", "; "))

@@ -52,6 +52,10 @@ def _export(cmd: Optional[List[str]] = None) -> None:
     for path in (args.asr_train_config, args.asr_model_file):
         if not path.is_file():
             raise EarlyExitConfigError(f"{path}: no such file")
+    from espnet_eexit.bin.show_exits import early_exit_model_config
+
+    # a config of another project or task: one line now, not a traceback from ESPnet's builder
+    config = early_exit_model_config(args.asr_train_config)
     import yaml
 
     import espnet_eexit  # noqa: F401  (registers the plugin)
@@ -59,7 +63,6 @@ def _export(cmd: Optional[List[str]] = None) -> None:
     from espnet_eexit.export.onnx_segments import export_model
     from espnet_eexit.tasks.asr import EarlyExitASRTask
 
-    config = yaml.safe_load(args.asr_train_config.read_text())
     if args.inference_config is not None:
         if not args.inference_config.is_file():
             raise EarlyExitConfigError(f"--inference_config {args.inference_config}: no such file")

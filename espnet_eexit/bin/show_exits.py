@@ -6,7 +6,7 @@
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import yaml
 
@@ -14,21 +14,46 @@ from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.registration import ENCODERS, load_class
 
 
-def exits_of_config(config: dict) -> Tuple[List[int], int]:
-    """``(exit_layers, num_layers)`` of an ESPnet ASR training config (a parsed config.yaml)."""
+def read_model_config(config: Path) -> dict:
+    """The parsed config.yaml of a trained model, or one clear error naming the file."""
+    config = Path(config)
+    if not config.is_file():
+        raise EarlyExitConfigError(f"{config}: no such file")
+    try:
+        parsed = yaml.safe_load(config.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise EarlyExitConfigError(f"{config}: not a YAML file ({type(e).__name__})") from e
+    if not isinstance(parsed, dict):
+        raise EarlyExitConfigError(f"{config}: not an ESPnet training config (no YAML mapping)")
+    return parsed
+
+
+def _encoder_class_and_conf(config: dict) -> Tuple[type, dict]:
+    """The early-exit encoder class of an ASR training config and its complete ``encoder_conf``."""
+    if "encoder" not in config:
+        # ESPnet's TTS, LM, enhancement ... configs have no encoder (or call it otherwise)
+        raise EarlyExitConfigError(
+            f"no encoder: (model: {config.get('model')}): the config of another ESPnet task, not "
+            "of an ASR model (asr_train's config.yaml)"
+        )
     name = str(config.get("encoder")).lower()
     if name not in ENCODERS:
         raise EarlyExitConfigError(
             f"encoder: {config.get('encoder')} is not an early-exit encoder "
-            f"(expected one of {', '.join(ENCODERS)})"
+            f"(expected one of {', '.join(ENCODERS)}): a model of another project?"
         )
     # Only the encoder's module is imported: much faster than ESPnet's whole ASR task.
     from espnet2.utils.get_default_kwargs import get_default_kwargs
 
+    cls = load_class(ENCODERS[name])
+    return cls, {**get_default_kwargs(cls), **(config.get("encoder_conf") or {})}
+
+
+def exits_of_config(config: dict) -> Tuple[List[int], int]:
+    """``(exit_layers, num_layers)`` of an ESPnet ASR training config (a parsed config.yaml)."""
     from espnet_eexit.encoder.early_exit import validate_exit_layers
 
-    cls = load_class(ENCODERS[name])
-    conf = {**get_default_kwargs(cls), **(config.get("encoder_conf") or {})}
+    cls, conf = _encoder_class_and_conf(config)
     num_layers = cls.layers_in_config(conf)
     exits = conf.get("exit_layers")
     if exits is None:
@@ -36,9 +61,36 @@ def exits_of_config(config: dict) -> Tuple[List[int], int]:
     return validate_exit_layers(exits, num_layers), num_layers
 
 
+def max_input_seconds_of_config(config: dict) -> Optional[float]:
+    """The longest input the model of an ASR training config takes (Whisper: 30 s), None if any."""
+    cls, conf = _encoder_class_and_conf(config)
+    return cls.max_input_seconds_in_config(conf)
+
+
 def exits_of_config_file(config: Path) -> Tuple[List[int], int]:
-    """:func:`exits_of_config` of a config.yaml written by asr_train."""
-    return exits_of_config(yaml.safe_load(Path(config).read_text()))
+    """:func:`exits_of_config` of a config.yaml written by asr_train (:func:`early_exit_model_config`);
+    errors name the file."""
+    parsed = early_exit_model_config(config)
+    try:
+        return exits_of_config(parsed)
+    except EarlyExitConfigError as e:
+        raise EarlyExitConfigError(f"{config}: {e}") from e
+
+
+def early_exit_model_config(config: Path) -> dict:
+    """The parsed config.yaml of an early-exit ASR model (one of our encoders and ``model:
+    eexit``), checked before anything is built: a config of another project or ESPnet task gets
+    one line naming the file, not a traceback from deep inside ESPnet's model builder."""
+    parsed = read_model_config(config)
+    try:
+        _encoder_class_and_conf(parsed)
+        if parsed.get("model") != "eexit":
+            raise EarlyExitConfigError(
+                f"model: {parsed.get('model')}, not eexit: not a model trained with this plugin"
+            )
+    except EarlyExitConfigError as e:
+        raise EarlyExitConfigError(f"{config}: {e}") from e
+    return parsed
 
 
 def main(cmd=None) -> None:
@@ -46,11 +98,11 @@ def main(cmd=None) -> None:
     parser.add_argument("config", type=Path, help="config.yaml written by asr_train")
     parser.add_argument("--num_layers", action="store_true", help="print the number of layers instead")
     args = parser.parse_args(cmd)
-    if not args.config.is_file():
-        parser.error(f"config not found: {args.config}")
     try:
         exits, num_layers = exits_of_config_file(args.config)
-    except (EarlyExitConfigError, OSError) as e:  # OSError: a backbone's config unreadable
+    except EarlyExitConfigError as e:
+        parser.error(str(e))
+    except OSError as e:  # a backbone's config unreadable
         parser.error(f"{args.config}: {e}")
     print(num_layers if args.num_layers else " ".join(map(str, exits)))
 

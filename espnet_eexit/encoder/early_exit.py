@@ -252,6 +252,12 @@ class EarlyExitEncoderMixin:
         defaults) builds, without building it (``show_exits`` in shell recipes)."""
         return int(encoder_conf["num_blocks"])
 
+    @classmethod
+    def max_input_seconds_in_config(cls, encoder_conf: dict) -> Optional[float]:
+        """The longest input (in seconds) the encoder of ``encoder_conf`` takes, None if any
+        length works; read without building it (``asr_inference`` screens its list with it)."""
+        return None
+
     def _final_norm(self) -> Optional[torch.nn.Module]:
         # Conformer/Transformer apply after_norm only with normalize_before (pre-LN layers).
         if getattr(self, "normalize_before", True):

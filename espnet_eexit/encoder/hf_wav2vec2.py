@@ -215,12 +215,12 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
         """CNN feature encoder, feature projection, masking (training) and the pre-layer steps.
 
         Args:
-            xs_pad: (B, S) or (B, S, 1) zero-padded waveforms.
+            xs_pad: (B, S) or (B, S, 1) zero-padded waveforms ((B, S, C): one channel is read).
             ilens: (B,) samples per utterance.
         Returns:
             The state before layer 1: (B, T', D) hidden states and (B, 1, T') valid frames.
         """
-        xs_pad = as_waveforms(xs_pad, "eexit_hf_wav2vec2")
+        xs_pad = as_waveforms(xs_pad, "eexit_hf_wav2vec2", self.training)
         field = self._receptive_field()
         if xs_pad.size(1) < field:
             raise TooShortUttError(

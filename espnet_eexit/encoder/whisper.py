@@ -232,6 +232,12 @@ class EarlyExitWhisperEncoder(EarlyExitEncoderMixin, AbsEncoder):
         config = load_whisper_config(encoder_conf["whisper_model"], encoder_conf.get("download_dir"))
         return int(config.encoder_layers)
 
+    @classmethod
+    def max_input_seconds_in_config(cls, encoder_conf: dict) -> float:
+        """Whisper's window: its positions (1500 frames of 2 x 160 samples = 30 s)."""
+        config = load_whisper_config(encoder_conf["whisper_model"], encoder_conf.get("download_dir"))
+        return config.max_source_positions * 2 * HOP_LENGTH / SAMPLE_RATE
+
     def output_size(self) -> int:
         return self.whisper.config.d_model
 
@@ -253,12 +259,12 @@ class EarlyExitWhisperEncoder(EarlyExitEncoderMixin, AbsEncoder):
         """Log-mel features, SpecAugment (training), the two convolutions, positions.
 
         Args:
-            xs_pad: (B, S) or (B, S, 1) zero-padded waveforms.
+            xs_pad: (B, S) or (B, S, 1) zero-padded waveforms ((B, S, C): one channel is read).
             ilens: (B,) samples per utterance.
         Returns:
             The state before layer 1: (B, T', D) hidden states and (B, 1, T') valid frames.
         """
-        xs_pad = as_waveforms(xs_pad, "eexit_whisper")
+        xs_pad = as_waveforms(xs_pad, "eexit_whisper", self.training)
         longest = int(ilens.max())
         if longest > self.max_samples:
             raise EarlyExitConfigError(

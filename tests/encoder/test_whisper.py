@@ -225,7 +225,7 @@ def test_show_exits_reads_the_layers_from_the_checkpoint(tiny_dir, tmp_path):
     import yaml
 
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"encoder": "eexit_whisper",
+    config.write_text(yaml.safe_dump({"model": "eexit", "encoder": "eexit_whisper",
                                       "encoder_conf": {"whisper_model": tiny_dir}}))
     run = lambda *a: subprocess.run([os.sys.executable, "-m", "espnet_eexit.bin.show_exits", *a, str(config)],
                                     capture_output=True, text=True, check=True).stdout.split()
