@@ -33,8 +33,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--default_policy", default="fixed",
                         help="the runtime's policy when it is given none, e.g. entropy:0.3 (default: fixed = last exit)")
     parser.add_argument("--max_input_seconds", type=float, default=30.0,
-                        help="the longest audio the graphs take (their positional tables end there; "
-                        "the runtime refuses longer input)")
+                        help="the longest audio the runtime accepts (it refuses longer input; "
+                        "Whisper takes at most 30 s)")
     parser.add_argument("--maxlenratio", type=float, default=0.2,
                         help="models with decoders (Whisper): at most this many tokens per encoder frame "
                         "(ESPnet's beam-search option; conf/decode_whisper.yaml: 0.2)")

@@ -18,14 +18,17 @@ is exported for greedy decoding (:mod:`espnet_eexit.export.whisper_graphs`).
 Batch and time are dynamic axes. Between segments the runtime carries ``hidden`` (B, T', D),
 ``lengths`` (B,) and, for layers with relative positions, ``pos_emb`` (1, P, D) from the front end
 (P = 2T'-1 centred, or T'); the padding mask is rebuilt inside a segment from ``lengths``. So the
-sinusoid table is stored once (in ``front_end``), and the runtime drops utterances and cuts
-padding in numpy exactly as :meth:`espnet_eexit.encoder.early_exit.EncoderState.select` does. Graphs come from the TorchScript exporter (``dynamo=False``):
-ESPnet's encoders have data-dependent shapes that ``torch.export`` refuses.
+positions are computed once (in ``front_end``, from the input's length: no table is stored), and
+the runtime drops utterances and cuts padding in numpy exactly as
+:meth:`espnet_eexit.encoder.early_exit.EncoderState.select` does. Graphs come from the
+TorchScript exporter (``dynamo=False``): ESPnet's encoders have data-dependent shapes that
+``torch.export`` refuses.
 """
 import contextlib
 import hashlib
 import json
 import logging
+import math
 import shutil
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -92,26 +95,56 @@ class ExitSegmentGraph(torch.nn.Module):
         return state.hidden, out.hidden if head is None else head.log_softmax(out.hidden)
 
 
+def sinusoids(positions: torch.Tensor, d_model: int) -> torch.Tensor:
+    """ESPnet's sinusoid table (``PositionalEncoding.extend_pe``) of ``positions`` (P,): (1, P, D),
+    sin(p w_i) at even and cos(p w_i) at odd channels, w_i = 10000^(-2i/D)."""
+    div_term = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * -(math.log(10000.0) / d_model))
+    angles = positions.to(torch.float32)[:, None] * div_term[None, :]  # (P, D/2)
+    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).reshape(1, -1, d_model)
+
+
+def _table_positions(module: torch.nn.Module, steps, stored: int) -> Optional[torch.Tensor]:
+    """The positions of the rows ``module`` reads for an input of ``steps`` frames from the table
+    it stores (``stored`` rows), None for a positional module this export does not know."""
+    kind = type(module).__name__
+    if kind == "RelPositionalEncoding":  # relative offsets T-1 .. -(T-1), centred
+        return (steps - 1) - torch.arange(2 * steps - 1)
+    if kind in ("PositionalEncoding", "ScaledPositionalEncoding", "LegacyRelPositionalEncoding"):
+        # reverse (the legacy relative encoding): the table counts down from its last row, and
+        # the module reads its first T rows
+        return (stored - 1) - torch.arange(steps) if getattr(module, "reverse", False) else torch.arange(steps)
+    return None
+
+
 @contextlib.contextmanager
-def positional_tables_up_to(encoder: torch.nn.Module, steps: int):
-    """Cut the encoder's sinusoid tables (ESPnet keeps 5000 positions: 5.8 MB for d=144 relative
-    positions, more than a 2-layer segment) to ``steps`` positions while the graphs are traced, so
-    the front-end graph stores only what inputs up to the export's limit can use."""
-    saved = []
+def sinusoids_in_graph(encoder: torch.nn.Module):
+    """While the graphs are traced, the encoder's positional modules compute their sinusoid table
+    from the input's length instead of reading the one ESPnet stores (5000 positions: 5.8 MB for
+    d=144 relative positions, more than a 2-layer segment, and not int8-quantisable): the
+    front-end graph then holds a few Sin/Cos nodes and no table."""
+    hooks, saved = [], []
+
+    stored = {}
+
+    def table_for_input(module, args):
+        positions = _table_positions(module, args[0].size(1), stored[module])
+        module.pe = sinusoids(positions, module.d_model).to(args[0].dtype)
+
     for module in encoder.modules():
-        pe = getattr(module, "pe", None)
-        if not torch.is_tensor(pe) or pe.dim() != 3:
+        if not torch.is_tensor(getattr(module, "pe", None)):
             continue
-        if type(module).__name__ == "RelPositionalEncoding":  # offsets -(P-1)..P-1, centred
-            centre = pe.size(1) // 2
-            cut = pe[:, max(centre - steps + 1, 0): centre + steps]
-        else:  # positions 0..P-1
-            cut = pe[:, :steps]
-        saved.append((module, pe))
-        module.pe = cut
+        stored[module] = module.pe.size(1)
+        if _table_positions(module, 1, stored[module]) is None:
+            logging.warning("export_onnx: %s's positional table is stored as it is (a kind this export "
+                            "does not compute in the graph)", type(module).__name__)
+            continue
+        saved.append((module, module.pe))
+        hooks.append(module.register_forward_pre_hook(table_for_input))
     try:
         yield
     finally:
+        for hook in hooks:
+            hook.remove()
         for module, pe in saved:
             module.pe = pe
 
@@ -327,8 +360,8 @@ def export_model(
 
     ``default_policy`` (a spec such as ``entropy:0.3``, checked against the model's exits) is what
     the runtime uses when it is given none; ``exit_controller`` (the learned policy's, fitted on
-    dev) is copied next to the graphs. The graphs take audio up to ``max_input_seconds`` (the
-    positional tables stop there; the runtime refuses longer input). A model with decoders
+    dev) is copied next to the graphs. The runtime refuses audio longer than ``max_input_seconds``
+    (a device's memory budget; Whisper's window is 30 s). A model with decoders
     (Whisper) decodes greedily, at most ``maxlenratio`` tokens per encoder frame (as ESPnet's beam
     search option). Returns the manifest.
     """
@@ -379,10 +412,7 @@ def export_model(
         np.savez(output_dir / FEATURES_FILE, **feature_arrays(model.frontend))
         with torch.no_grad():
             feats, feats_lengths = model._extract_feats(speech, speech_lengths)
-            longest = torch.zeros(1, int(max_input_seconds * fs))
-            max_feats, max_len = model._extract_feats(longest, torch.tensor([longest.size(1)]))
-            max_steps = int(encoder.start(max_feats, max_len).hidden.size(1))
-        with positional_tables_up_to(encoder, max_steps):
+        with sinusoids_in_graph(encoder):
             graphs = _export_graphs(model, output_dir, feats, feats_lengths)
         features = feature_settings(model.frontend, fs)
 

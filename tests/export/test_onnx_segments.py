@@ -40,14 +40,36 @@ def test_one_checked_graph_per_exit_span_and_a_manifest(exported):
             assert dims[0].dim_param and dims[1].dim_param
 
 
-def test_segments_do_not_store_the_positional_table(exported):
-    """The sinusoid table (5000 positions) lives in the front end only: a segment of 2 tiny layers
-    is smaller than the table alone would be."""
+def test_no_graph_stores_the_positional_table(exported):
+    """The sinusoid table (ESPnet keeps 5000 positions) is stored by no graph: the front end
+    computes the positions; every graph of 2 tiny layers, the front end too, is smaller than the
+    table alone would be."""
     model, out = exported
     manifest = json.loads((out / "model.json").read_text())
     table_bytes = model.encoder.embed.out[-1].pe.numel() * 4
-    for graph in manifest["graphs"][1:]:
-        assert graph["bytes"] < table_bytes
+    for graph in manifest["graphs"]:
+        assert graph["bytes"] < table_bytes, graph["name"]
+
+
+@pytest.mark.parametrize("kind", ["RelPositionalEncoding", "PositionalEncoding", "ScaledPositionalEncoding",
+                                  "LegacyRelPositionalEncoding"])
+def test_the_computed_table_is_espnets(kind):
+    """What the front-end graph computes for T frames equals the part of ESPnet's stored table
+    that the module reads for T frames (bit for bit in PyTorch)."""
+    import torch
+    from espnet.nets.pytorch_backend.transformer import embedding
+
+    from espnet_eexit.export.onnx_segments import _table_positions, sinusoids
+
+    module = getattr(embedding, kind)(16, 0.0, max_len=100)
+    for steps in (1, 7, 50):
+        table = sinusoids(_table_positions(module, steps, module.pe.size(1)), 16)
+        if kind == "RelPositionalEncoding":
+            centre = module.pe.size(1) // 2
+            expected = module.pe[:, centre - steps + 1: centre + steps]
+        else:
+            expected = module.pe[:, :steps]
+        assert torch.equal(table, expected), (kind, steps)
 
 
 def test_int8_graphs_are_quantised(exported):

@@ -247,17 +247,28 @@ def test_the_exports_default_policy_applies_when_none_is_given(tmp_path):
     assert [r.exit_layer for r in runtime.transcribe(waveforms(), "fixed")] == [6, 6, 6]
 
 
-def test_the_positional_table_ends_at_the_exports_input_limit(tmp_path):
-    """--max_input_seconds 1: a smaller front end than the default 30 s, the same posteriors as
-    PyTorch on audio within the limit, longer audio refused (API) or skipped with a warning (CLI)."""
+def test_the_front_end_computes_its_positions_and_the_input_limit_is_the_runtimes(tmp_path):
+    """The front end stores no sinusoid table (it computes the positions from the input's length):
+    no (1, P, D) constant, the same graph whatever --max_input_seconds; with --max_input_seconds 1
+    the posteriors equal PyTorch's on audio within the limit, longer audio is refused (API) or
+    skipped with a warning (CLI)."""
+    import onnx
+    from onnx import numpy_helper
+
     from espnet_eexit.export.onnx_segments import export_model
 
+    for kind in ("conformer", "transformer"):  # relative and absolute positions
+        model = tiny_model(kind, tmp_path)
+        export_model(model, tmp_path / kind, list(TOKENS), 16000)
+        export_model(model, tmp_path / f"{kind}_short", list(TOKENS), 16000, max_input_seconds=1.0)
+        front = onnx.load(str(tmp_path / kind / "front_end.onnx"))
+        tables = [t.name for t in front.graph.initializer
+                  if numpy_helper.to_array(t).ndim == 3 and t.dims[-1] == model.encoder.output_size()]
+        assert tables == [], f"{kind}: a stored positional table {tables}"
+        assert ((tmp_path / kind / "front_end.onnx").read_bytes()
+                == (tmp_path / f"{kind}_short" / "front_end.onnx").read_bytes()), kind
     model = tiny_model("conformer", tmp_path)
-    export_model(model, tmp_path / "long", list(TOKENS), 16000)
     export_model(model, tmp_path / "short", list(TOKENS), 16000, max_input_seconds=1.0)
-    sizes = {name: json.loads((tmp_path / name / "model.json").read_text())["graphs"][0]["bytes"]
-             for name in ("long", "short")}
-    assert sizes["short"] < sizes["long"] / 2, sizes
     runtime = EarlyExitRuntime(tmp_path / "short")
     w = waveforms(lengths=(15900,))[0]
     expected = torch_exits(model, w)
