@@ -80,6 +80,7 @@ def _compare(cmd: Optional[List[str]] = None) -> None:
     args = parser.parse_args(cmd)
     import soundfile
 
+    from espnet_eexit.audio_inputs import screen_audio
     from espnet_eexit.runtime import EarlyExitRuntime
     from espnet_eexit.scoring import WordScorer, find_sclite
 
@@ -91,6 +92,13 @@ def _compare(cmd: Optional[List[str]] = None) -> None:
         raise EarlyExitConfigError("sclite not found (tools/install.sh installs it)")
     keys, wavs, refs = read_data(args.data_dir, args.utterances)
     runtime = EarlyExitRuntime(args.model_dir, precision=args.precision, num_threads=args.threads)
+    # the checks asr_inference and the runtime make: another rate stops the run now (one line),
+    # a missing / empty / too long file is left out of the comparison with a warning
+    bad = screen_audio({k: wavs[k] for k in keys}, runtime.fs, str(args.data_dir / "wav.scp"),
+                       runtime.max_input_seconds)
+    keys = [k for k in keys if k not in bad]
+    if not keys:
+        raise EarlyExitConfigError(f"{args.data_dir / 'wav.scp'}: no utterance can be decoded")
     systems: Dict[str, Callable[[np.ndarray], str]] = {}
     for spec in [f"fixed:{k}" for k in runtime.exit_layers] + list(args.policies):
         runtime.policy(spec)  # a bad spec fails before anything runs
@@ -108,8 +116,8 @@ def _compare(cmd: Optional[List[str]] = None) -> None:
     seconds = 0.0
     for i, key in enumerate(keys):
         audio, fs = soundfile.read(wavs[key], dtype="float32")
-        if fs != runtime.fs:
-            raise EarlyExitConfigError(f"{key}: {wavs[key]} is {fs} Hz, the model reads {runtime.fs} Hz")
+        if audio.ndim == 2:  # several channels: the first, as the runtime and ESPnet read them
+            audio = audio[:, 0]
         if i == 0:  # warm-up
             for fn in systems.values():
                 fn(audio)
@@ -122,7 +130,8 @@ def _compare(cmd: Optional[List[str]] = None) -> None:
         scorer = WordScorer({k: refs[k] for k in keys}, sclite, Path(work), hyp_cleaner="upper")
         wer = {name: scorer.score(h) for name, h in hyps.items()}
     reference = list(systems)[-1]
-    print(f"# {len(keys)} utterances of {args.data_dir} ({seconds:.0f} s of audio), batch 1, "
+    left_out = f" ({len(bad)} left out: {', '.join(sorted(bad))})" if bad else ""
+    print(f"# {len(keys)} utterances of {args.data_dir}{left_out} ({seconds:.0f} s of audio), batch 1, "
           f"{args.threads} thread(s); ours: {args.model_dir} {args.precision}")
     print("| system | mean ms / utterance | median ms | real-time factor | WER (%) | faster-whisper time / this |")
     print("|---|---|---|---|---|---|")

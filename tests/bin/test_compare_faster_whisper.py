@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from espnet_eexit.bin import compare_faster_whisper
 from espnet_eexit.errors import EarlyExitConfigError
@@ -23,14 +24,23 @@ def test_table_of_our_exits_and_faster_whisper(tiny_whisper_dir, tmp_path, capsy
     data.mkdir()
     for key, text in SENTENCES.items():
         synthesise(text.lower(), data / f"{key}.wav")
-    (data / "wav.scp").write_text("".join(f"{k} {data / k}.wav\n" for k in SENTENCES))
-    (data / "text").write_text("".join(f"{k} {t}\n" for k, t in SENTENCES.items()))
     (tmp_path / "model").mkdir()
     _, _, onnx = tiny_whisper_export(tmp_path / "model", tiny_whisper_dir, 0.2, 4,
                                      np.random.default_rng(0).standard_normal(16000).astype(np.float32))
+    # audio at another rate: one line before anything is decoded, as asr_inference and the runtime
+    soundfile.write(data / "u8k.wav", np.zeros(8000, dtype=np.float32), 8000)
+    (data / "wav.scp").write_text(f"u1 {data / 'u1.wav'}\nu8k {data / 'u8k.wav'}\n")
+    (data / "text").write_text("u1 A\nu8k B\n")
+    with pytest.raises(EarlyExitConfigError, match="u8k .* is 8000 Hz but the model was trained on 16000 Hz"):
+        compare_faster_whisper._compare(["--model_dir", str(onnx), "--data_dir", str(data), "--threads", "1"])
+    # a missing file is left out of the comparison (named), the others compared
+    (data / "wav.scp").write_text("".join(f"{k} {data / k}.wav\n" for k in [*SENTENCES, "gone"]))
+    (data / "text").write_text("".join(f"{k} {t}\n" for k, t in [*SENTENCES.items(), ("gone", "X")]))
     compare_faster_whisper.main(["--model_dir", str(onnx), "--data_dir", str(data), "--threads", "1",
                                  "--policies", "agreement:2"])
-    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    out = capsys.readouterr().out
+    assert f"# 2 utterances of {data} (1 left out: gone)" in out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")]
     table = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
     assert list(table) == ["ours fixed:1", "ours fixed:2", "ours fixed:3", "ours fixed:4", "ours agreement:2",
                            "faster-whisper model int8"]
