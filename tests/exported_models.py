@@ -34,7 +34,33 @@ def global_mvn_stats(path: Path, dim: int = 16) -> Path:
     return path
 
 
+# Hugging Face wav2vec2-style models (a tiny random one saved with save_pretrained): the front-end
+# graph starts from the waveform; "group" (GroupNorm CNN, post-LN layers: wav2vec2-base, HuBERT)
+# and "layer" (LayerNorm CNN, pre-LN layers with a final norm: wav2vec2-large-lv60)
+HF_ENCODERS = {"hf_wav2vec2": ("wav2vec2", "group"), "hf_wav2vec2_stable": ("wav2vec2", "layer"),
+               "hf_hubert": ("hubert", "group"), "hf_wavlm": ("wavlm", "group")}
+HF_TINY = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+               conv_dim=(32, 32), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
+               num_conv_pos_embedding_groups=2, hidden_dropout=0.0, attention_dropout=0.0,
+               activation_dropout=0.0, feat_proj_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0)
+
+
+def tiny_hf_model(name: str, tmp_path: Path) -> torch.nn.Module:
+    """An ``eexit_hf_wav2vec2`` model with exits after layers 2 and 4 of a tiny random HF model."""
+    from transformers import AutoConfig, AutoModel
+
+    model_type, norm = HF_ENCODERS[name]
+    extra = dict(do_stable_layer_norm=True, feat_extract_norm="layer", conv_bias=True) if norm == "layer" else {}
+    torch.manual_seed(0)
+    AutoModel.from_config(AutoConfig.for_model(model_type, **HF_TINY, **extra)).save_pretrained(tmp_path / name)
+    return build_model(input_size=1, frontend=None, frontend_conf={}, specaug=None, normalize=None,
+                       encoder="eexit_hf_wav2vec2",
+                       encoder_conf=dict(hf_model=str(tmp_path / name), exit_layers=[2, 4])).eval()
+
+
 def tiny_model(name: str, tmp_path: Path, **overrides) -> torch.nn.Module:
+    if name in HF_ENCODERS:
+        return tiny_hf_model(name, tmp_path)
     config = dict(ENCODERS[name])
     config.update(normalize="global_mvn", normalize_conf=dict(stats_file=str(global_mvn_stats(tmp_path / "stats.npz"))))
     config.update(overrides)

@@ -147,6 +147,10 @@ class EarlyExitEncoderMixin:
         **kwargs: every argument of the ESPnet encoder (``num_blocks``, ``output_size``, ...).
     """
 
+    # what :meth:`start` returns and :meth:`advance` takes (an encoder whose layers carry more
+    # than the hidden states and the mask has its own; the ONNX segments rebuild it)
+    state_class = EncoderState
+
     def __init__(
         self,
         input_size: int,

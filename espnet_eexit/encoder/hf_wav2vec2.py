@@ -130,6 +130,8 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
             initialised.
     """
 
+    state_class = HFEncoderState
+
     def __init__(
         self,
         input_size: int,

@@ -3,7 +3,8 @@
     front_end.onnx   normalised features -> input of layer 1 (subsampling, positional scaling)
     exit<k>.onnx     one per exit: the layers after the previous exit up to layer k, returning the
                      hidden state for the next segment AND exit k's CTC log-posteriors
-    frontend.npz     the STFT window and mel matrix of the model's front end (features in numpy)
+    frontend.npz     the STFT window and mel matrix of the model's front end (features in numpy;
+                     a wav2vec2 / HuBERT model's front end starts from the waveform: no file)
     model.json       the manifest (:data:`MANIFEST`): exits, tokens, feature settings, files
 
 A runtime runs ``front_end`` and ``exit<k1>``, lets the policy decide, and only then runs
@@ -39,7 +40,7 @@ from espnet2.asr.frontend.default import DefaultFrontend
 from espnet2.layers.global_mvn import GlobalMVN
 from espnet2.layers.utterance_mvn import UtteranceMVN
 
-from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, EncoderState
+from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.model import EarlyExitASRModel
 from espnet_eexit.runtime.model import CONTROLLER, FORMAT, FORMAT_VERSION, MANIFEST  # the runtime's format
@@ -88,7 +89,7 @@ class ExitSegmentGraph(torch.nn.Module):
         frames = torch.arange(hidden.size(1), device=hidden.device)
         masks = (frames[None, :] < lengths[:, None])[:, None, :]
         xs = (hidden, pos_emb_and_lengths[0]) if len(pos_emb_and_lengths) == 2 else hidden
-        state = EncoderState(xs=xs, masks=masks, depth=self.from_layer)
+        state = model.encoder.state_class(xs=xs, masks=masks, depth=self.from_layer)
         state = model.encoder.advance(state, self.exit_layer)
         out = model._post_encode(model.encoder.exit_output(state))
         head = model.ctc_for_exit(self.exit_layer)
@@ -159,36 +160,43 @@ def check_exportable(model: torch.nn.Module) -> None:
     if is_whisper(model):
         check_whisper_exportable(model)
         return
-    if type(encoder).__name__ == "EarlyExitHFWav2Vec2Encoder":
-        raise EarlyExitConfigError(
-            f"export_onnx: encoder {type(encoder).__name__} is not supported yet (its own feature "
-            "front end is not exported); supported: eexit_conformer, eexit_transformer, "
-            "eexit_e_branchformer with ESPnet's default front end, and eexit_whisper"
-        )
-    frontend = model.frontend
-    # ESPnet builds a multi-channel enhancement Frontend by default; without WPE or a beamformer
-    # it passes single-channel input through
-    enhancement = getattr(frontend, "frontend", None)
-    if enhancement is not None and (enhancement.use_wpe or enhancement.use_beamformer):
-        raise EarlyExitConfigError(
-            "export_onnx: frontend_conf.frontend_conf with WPE or a beamformer is not supported")
-    if not isinstance(frontend, DefaultFrontend) or frontend.stft is None:
-        raise EarlyExitConfigError(
-            f"export_onnx: frontend {type(frontend).__name__} is not supported: the runtime computes "
-            "ESPnet's default front end (STFT -> power -> mel -> log) in numpy"
-        )
+    if model.preencoder is not None or model.postencoder is not None:
+        raise EarlyExitConfigError("export_onnx: a preencoder/postencoder is not supported")
+    if reads_waveforms(model):  # wav2vec2 / HuBERT: the front-end graph starts from the waveform
+        if getattr(encoder, "is_wavlm", False):
+            raise EarlyExitConfigError(
+                "export_onnx: a WavLM model (eexit_hf_wav2vec2) is not supported yet: its relative "
+                "position bias, made by layer 1 for the later layers, is not carried between the "
+                "exported segments (wav2vec2 and HuBERT are)")
+    else:
+        frontend = model.frontend
+        # ESPnet builds a multi-channel enhancement Frontend by default; without WPE or a
+        # beamformer it passes single-channel input through
+        enhancement = getattr(frontend, "frontend", None)
+        if enhancement is not None and (enhancement.use_wpe or enhancement.use_beamformer):
+            raise EarlyExitConfigError(
+                "export_onnx: frontend_conf.frontend_conf with WPE or a beamformer is not supported")
+        if not isinstance(frontend, DefaultFrontend) or frontend.stft is None:
+            raise EarlyExitConfigError(
+                f"export_onnx: frontend {type(frontend).__name__} is not supported: the runtime computes "
+                "ESPnet's default front end (STFT -> power -> mel -> log) in numpy"
+            )
     if model.normalize is not None and not isinstance(model.normalize, (GlobalMVN, UtteranceMVN)):
         raise EarlyExitConfigError(
             f"export_onnx: normalize {type(model.normalize).__name__} is not supported "
             "(global_mvn, utterance_mvn or none)"
         )
-    if model.preencoder is not None or model.postencoder is not None:
-        raise EarlyExitConfigError("export_onnx: a preencoder/postencoder is not supported")
     if model.ctc_weight == 0.0:
         raise EarlyExitConfigError(
             "export_onnx: the runtime decodes with each exit's CTC head, and this model has none "
             "(ctc_weight 0)"
         )
+
+
+def reads_waveforms(model: EarlyExitASRModel) -> bool:
+    """A model without a front end whose encoder reads raw waveforms (``input_size: 1``:
+    ``eexit_hf_wav2vec2``); Whisper computes its own log-mel and is exported apart."""
+    return model.frontend is None and not is_whisper(model)
 
 
 def is_whisper(model: EarlyExitASRModel) -> bool:
@@ -408,6 +416,11 @@ def export_model(
             feats, feats_lengths = encoder.log_mel(speech, speech_lengths)
             graphs = _export_graphs(model, output_dir, feats, feats_lengths, quantize)
         features = dict(kind="whisper_log_mel", fs=fs, n_mels=int(feats.size(1)), file=WHISPER_FEATURES_FILE)
+    elif reads_waveforms(model):
+        # (B, S, 1) waveforms: the example batch is padded, so that the graph holds the path that
+        # keeps padding out of the feature encoder's normalisation (``_feature_encoder``)
+        graphs = _export_graphs(model, output_dir, speech[..., None], speech_lengths)
+        features = dict(kind="waveform", fs=fs)
     else:
         np.savez(output_dir / FEATURES_FILE, **feature_arrays(model.frontend))
         with torch.no_grad():

@@ -1,4 +1,5 @@
-"""ESPnet's default front end in numpy: STFT -> power spectrum -> mel -> log.
+"""ESPnet's default front end in numpy: STFT -> power spectrum -> mel -> log (and Whisper's
+log-mel; a wav2vec2 / HuBERT export takes the waveform itself).
 
 The same computation as ``espnet2.asr.frontend.default.DefaultFrontend`` (``torch.stft`` with
 ``center`` reflect padding, its window, ``LogMel``'s mel matrix and 1e-10 floor), with the window
@@ -6,6 +7,7 @@ and mel matrix stored by the exporter, so the runtime needs neither torch nor li
 Normalisation (global or utterance MVN) is part of the exported ``front_end`` graph.
 """
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -86,11 +88,23 @@ class WhisperLogMelFeatures:
         return ((log_spec + 4.0) / 4.0).astype(np.float32)
 
 
-def build_features(settings: dict, arrays_file: Path):
+class Waveform:
+    """Waveform (S,) -> (S, 1) float32: the front-end graph of a wav2vec2 / HuBERT model starts
+    from the samples themselves (its CNN feature encoder is in the graph)."""
+
+    def __init__(self, settings: dict, arrays_file: Optional[Path] = None):
+        pass
+
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        return np.asarray(waveform, dtype=np.float32)[:, None]
+
+
+FEATURE_KINDS = {"espnet_default": LogMelFeatures, "whisper_log_mel": WhisperLogMelFeatures, "waveform": Waveform}
+
+
+def build_features(settings: dict, arrays_file: Optional[Path]):
     """The feature extractor a manifest's ``features`` entry names (``kind``)."""
     kind = settings.get("kind", "espnet_default")
-    if kind == "whisper_log_mel":
-        return WhisperLogMelFeatures(settings, arrays_file)
-    if kind == "espnet_default":
-        return LogMelFeatures(settings, arrays_file)
-    raise ValueError(f"features of kind {kind!r}: this runtime computes espnet_default and whisper_log_mel")
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"features of kind {kind!r}: this runtime computes {', '.join(FEATURE_KINDS)}")
+    return FEATURE_KINDS[kind](settings, arrays_file)

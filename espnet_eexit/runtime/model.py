@@ -112,7 +112,7 @@ class EarlyExitRuntime:
         features = manifest["features"]
         self.fs = int(features["fs"])
         self.max_input_seconds = float(manifest["max_input_seconds"])
-        self.features = build_features(features, self.model_dir / features["file"])
+        self.features = build_features(features, self.model_dir / features["file"] if "file" in features else None)
         # Whisper's front end reads (B, n_mels, T); ESPnet's (B, T, n_mels)
         self.channels_first = features.get("kind") == "whisper_log_mel"
         self.decoder: Optional[dict] = manifest.get("decoder")
@@ -158,15 +158,17 @@ class EarlyExitRuntime:
         names = ["front_end"] + [f"exit{k}" for k in self.exit_layers if k <= layer]
         if self.decoder:
             names += [f"cross_kv{layer}", f"decoder{layer}"]
+        arrays = self.manifest["features"].get("file")  # none for a waveform front end
         return sum(self.graph_files[n].stat().st_size for n in names) + \
-            (self.model_dir / self.manifest["features"]["file"]).stat().st_size
+            ((self.model_dir / arrays).stat().st_size if arrays else 0)
 
     def _run(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         self.graph_runs[name] += 1
         return self.sessions[name].run(None, feeds)
 
     def batch_features(self, waveforms: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
-        """(B, T, n_mels) zero-padded log-mel features and (B,) frames, utterance by utterance."""
+        """(B, T, n_mels) zero-padded log-mel features and (B,) frames, utterance by utterance (a
+        waveform front end: (B, S, 1) samples and (B,) numbers of samples)."""
         for w in waveforms:
             if len(w) > self.max_input_seconds * self.fs:
                 raise EarlyExitConfigError(

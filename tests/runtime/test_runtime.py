@@ -14,7 +14,7 @@ from conftest import TOKENS
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_policy import ExitPolicy, build_exit_policy
 from espnet_eexit.runtime import EarlyExitRuntime
-from exported_models import ENCODERS, export, tiny_model, waveforms
+from exported_models import ENCODERS, HF_ENCODERS, export, tiny_model, waveforms
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_features_equal_espnets_front_end(conformer):
         np.testing.assert_allclose(ours, ref[0].numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", sorted(ENCODERS) + ["hf_wav2vec2", "hf_wav2vec2_stable", "hf_hubert"])
 def test_every_exit_equals_pytorch(name, tmp_path):
     model = tiny_model(name, tmp_path)
     runtime = EarlyExitRuntime(export(model, tmp_path / "onnx"))
@@ -69,6 +69,28 @@ def test_every_exit_equals_pytorch(name, tmp_path):
             assert ids == best_path(expected[layer], model.blank_id)
             assert text == "".join(TOKENS[i] for i in ids).replace("<space>", " ")
         assert seen == model.exit_layers
+
+
+@pytest.mark.parametrize("name", ["hf_wav2vec2", "hf_wav2vec2_stable"])
+def test_a_waveform_model_gives_each_utterance_of_a_padded_batch_its_own_result(name, tmp_path):
+    """wav2vec2: the front end starts from the samples (no features file); a padded batch gives
+    each utterance what it gets alone in PyTorch (the GroupNorm CNN's statistics leave the padding
+    out in the graph too), in fp32 and int8 (at the same exits)."""
+    model = tiny_model(name, tmp_path)
+    out = export(model, tmp_path / "onnx", quantize="int8")
+    manifest = json.loads((out / "model.json").read_text())
+    assert manifest["features"] == {"kind": "waveform", "fs": 16000}
+    assert sorted(p.name for p in out.iterdir() if p.suffix != ".onnx") == ["model.json"]
+    runtime = EarlyExitRuntime(out)
+    batch = waveforms(lengths=(16000, 9000, 5200))
+    alone = [torch_exits(model, w) for w in batch]
+    for layer, log_probs, lengths in runtime.iter_exits(batch):
+        for i, expected in enumerate(alone):
+            assert lengths[i] == expected[layer].shape[0]
+            np.testing.assert_allclose(log_probs[i, : lengths[i]], expected[layer], atol=1e-4)
+    int8 = EarlyExitRuntime(out, precision="int8")
+    assert [k for k, _, _ in int8.iter_exits(batch)] == model.exit_layers
+    assert runtime.bytes_up_to_exit(4) == sum((out / f).stat().st_size for f in ("front_end.onnx", "exit2.onnx", "exit4.onnx"))
 
 
 def test_policies_stop_where_pytorch_stops(conformer):
