@@ -147,10 +147,6 @@ class EarlyExitEncoderMixin:
         **kwargs: every argument of the ESPnet encoder (``num_blocks``, ``output_size``, ...).
     """
 
-    # what :meth:`start` returns and :meth:`advance` takes (an encoder whose layers carry more
-    # than the hidden states and the mask has its own; the ONNX segments rebuild it)
-    state_class = EncoderState
-
     def __init__(
         self,
         input_size: int,
@@ -308,6 +304,12 @@ class EarlyExitEncoderMixin:
         else:
             xs = xs_pad
         return EncoderState(xs=xs, masks=masks, depth=0)
+
+    def resume_state(self, xs, masks: torch.Tensor, depth: int) -> "EncoderState":
+        """The state after layer ``depth`` from what an exported segment receives: its hidden
+        states ``xs`` (with the relative positions, if the layers take them) and (B, 1, T') valid
+        frames. An encoder whose layers carry more between them rebuilds it here."""
+        return EncoderState(xs=xs, masks=masks, depth=depth)
 
     def check_advance(self, state: EncoderState, layer: int) -> None:
         """Raise a clear error unless layers ``state.depth + 1 .. layer`` exist."""

@@ -130,8 +130,6 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
             initialised.
     """
 
-    state_class = HFEncoderState
-
     def __init__(
         self,
         input_size: int,
@@ -251,6 +249,17 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
                 hidden = encoder.layer_norm(hidden)
             hidden = encoder.dropout(hidden)
         return HFEncoderState(xs=hidden, masks=valid[:, None, :], depth=0, frozen=frozen)
+
+    def resume_state(self, xs: torch.Tensor, masks: torch.Tensor, depth: int) -> HFEncoderState:
+        """See :meth:`EarlyExitEncoderMixin.resume_state`. WavLM's later layers take the position
+        bias that layer 1 makes; it depends on the length alone, so it is made again here (by
+        layer 1's own module) rather than carried: (B * H, T', T') would outweigh the hidden states."""
+        bias = None
+        if self.is_wavlm and depth > 0:
+            steps = xs.size(1)
+            bias = self.encoders[0].attention.compute_bias(steps, steps)  # (H, T', T')
+            bias = bias.unsqueeze(0).expand(xs.size(0), -1, -1, -1).reshape(-1, steps, steps)
+        return HFEncoderState(xs=xs, masks=masks, depth=depth, position_bias=bias)
 
     # ------------------------------------------------------------------ layers
     def _attention_mask(self, hidden: torch.Tensor, valid: torch.Tensor):

@@ -89,7 +89,7 @@ class ExitSegmentGraph(torch.nn.Module):
         frames = torch.arange(hidden.size(1), device=hidden.device)
         masks = (frames[None, :] < lengths[:, None])[:, None, :]
         xs = (hidden, pos_emb_and_lengths[0]) if len(pos_emb_and_lengths) == 2 else hidden
-        state = model.encoder.state_class(xs=xs, masks=masks, depth=self.from_layer)
+        state = model.encoder.resume_state(xs, masks, self.from_layer)
         state = model.encoder.advance(state, self.exit_layer)
         out = model._post_encode(model.encoder.exit_output(state))
         head = model.ctc_for_exit(self.exit_layer)
@@ -156,19 +156,12 @@ def check_exportable(model: torch.nn.Module) -> None:
         raise EarlyExitConfigError(
             f"export_onnx needs a model trained with model: eexit (got {type(model).__name__})"
         )
-    encoder = model.encoder
     if is_whisper(model):
         check_whisper_exportable(model)
         return
     if model.preencoder is not None or model.postencoder is not None:
         raise EarlyExitConfigError("export_onnx: a preencoder/postencoder is not supported")
-    if reads_waveforms(model):  # wav2vec2 / HuBERT: the front-end graph starts from the waveform
-        if getattr(encoder, "is_wavlm", False):
-            raise EarlyExitConfigError(
-                "export_onnx: a WavLM model (eexit_hf_wav2vec2) is not supported yet: its relative "
-                "position bias, made by layer 1 for the later layers, is not carried between the "
-                "exported segments (wav2vec2 and HuBERT are)")
-    else:
+    if not reads_waveforms(model):  # wav2vec2 / HuBERT / WavLM start from the waveform
         frontend = model.frontend
         # ESPnet builds a multi-channel enhancement Frontend by default; without WPE or a
         # beamformer it passes single-channel input through

@@ -232,3 +232,19 @@ def test_random_init_from_the_saved_config(saved):
     assert fresh.hf.config.model_type == "wavlm" and fresh.num_layers == 4
     assert not torch.equal(pretrained.encoders[0].attention.q_proj.weight,
                            fresh.encoders[0].attention.q_proj.weight)
+
+
+@pytest.mark.parametrize("name", ["wavlm", "wav2vec2"])
+def test_a_state_resumed_from_hidden_states_and_mask_goes_on_as_the_carried_one(saved, name):
+    """resume_state (what an exported segment starts from): WavLM's position bias made again from
+    the length equals the one layer 1 made and the state carried; the layers above give the same."""
+    encoder = make(saved, name, exit_layers=[2, 4])
+    x, lengths = waves([9000, 6000])
+    with torch.no_grad():
+        carried = encoder.advance(encoder.start(x, lengths), 2)
+        resumed = encoder.resume_state(carried.hidden, carried.masks, 2)
+        if name == "wavlm":
+            assert carried.position_bias is not None and torch.equal(resumed.position_bias, carried.position_bias)
+        else:
+            assert resumed.position_bias is None
+        assert torch.equal(encoder.advance(resumed, 4).hidden, encoder.advance(carried, 4).hidden)

@@ -92,10 +92,7 @@ def test_what_cannot_run_is_refused_with_one_clear_error(tmp_path, tiny_whisper_
     with pytest.raises(EarlyExitConfigError, match="eexit_whisper model is exported with its decoders "
                        r"\(decoder: eexit_whisper, ctc_weight 0\); this one has decoder NoneType and ctc_weight 1.0"):
         export_model(whisper, tmp_path, ["a"], 16000)
-    wavlm = tiny_model("hf_wavlm", tmp_path)
-    with pytest.raises(EarlyExitConfigError, match="a WavLM model .* is not supported yet: its relative position bias"):
-        export_model(wavlm, tmp_path / "wavlm", ["a"], 16000)
-    assert not (tmp_path / "wavlm").exists()  # refused before anything is written
+    assert not any(tmp_path.iterdir())  # refused before anything is written
 
 
 def test_cli_names_a_missing_checkpoint_in_one_line(tmp_path):

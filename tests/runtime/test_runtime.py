@@ -55,7 +55,7 @@ def test_features_equal_espnets_front_end(conformer):
         np.testing.assert_allclose(ours, ref[0].numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS) + ["hf_wav2vec2", "hf_wav2vec2_stable", "hf_hubert"])
+@pytest.mark.parametrize("name", sorted(ENCODERS) + sorted(HF_ENCODERS))
 def test_every_exit_equals_pytorch(name, tmp_path):
     model = tiny_model(name, tmp_path)
     runtime = EarlyExitRuntime(export(model, tmp_path / "onnx"))
@@ -71,11 +71,12 @@ def test_every_exit_equals_pytorch(name, tmp_path):
         assert seen == model.exit_layers
 
 
-@pytest.mark.parametrize("name", ["hf_wav2vec2", "hf_wav2vec2_stable"])
+@pytest.mark.parametrize("name", ["hf_wav2vec2", "hf_wav2vec2_stable", "hf_wavlm"])
 def test_a_waveform_model_gives_each_utterance_of_a_padded_batch_its_own_result(name, tmp_path):
-    """wav2vec2: the front end starts from the samples (no features file); a padded batch gives
-    each utterance what it gets alone in PyTorch (the GroupNorm CNN's statistics leave the padding
-    out in the graph too), in fp32 and int8 (at the same exits)."""
+    """wav2vec2 / WavLM: the front end starts from the samples (no features file); a padded batch
+    gives each utterance what it gets alone in PyTorch (the GroupNorm CNN's statistics leave the
+    padding out in the graph too; WavLM's position bias is made again in each segment), in fp32
+    and int8 (at the same exits)."""
     model = tiny_model(name, tmp_path)
     out = export(model, tmp_path / "onnx", quantize="int8")
     manifest = json.loads((out / "model.json").read_text())
