@@ -31,6 +31,7 @@ from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_info import format_exit_info, summarise
 from espnet_eexit.exit_policy import CONFIDENCE_POLICIES, AgreementExit, ExitPoint, ExitPolicy, exit_measures
 from espnet_eexit.model import DecodedExit, EarlyExitASRModel, ExitDecision
+from espnet_eexit.model_files import loading_model_file
 
 # ESPnet's n-best result: (text, tokens, token ids, Hypothesis)
 Results = List[tuple]
@@ -82,7 +83,8 @@ class EarlyExitSpeech2Text(Speech2Text):
                 "ctc_greedy decodes with the CTC head alone: it needs ctc_weight 1.0 and no LM "
                 f"(got ctc_weight {ctc_weight}{', an LM' if has_lm else ''})"
             )
-        super().__init__(*args, **kwargs)
+        with loading_model_file(kwargs.get("asr_train_config"), kwargs.get("asr_model_file")):
+            super().__init__(*args, **kwargs)
         self.ctc_greedy = ctc_greedy
         model = self.asr_model
         self.blank_id = getattr(model, "blank_id", 0)

@@ -79,10 +79,12 @@ def pytorch_exit_fns(config, model_file, threads: int, waveforms, exit_layers):
     import torch
 
     import espnet_eexit  # noqa: F401
+    from espnet_eexit.model_files import loading_model_file
     from espnet_eexit.tasks.asr import EarlyExitASRTask
 
     torch.set_num_threads(threads)
-    model, _ = EarlyExitASRTask.build_model_from_file(config, model_file, "cpu")
+    with loading_model_file(config, model_file):
+        model, _ = EarlyExitASRTask.build_model_from_file(config, model_file, "cpu")
     model.eval()
     lengths = torch.tensor([len(w) for w in waveforms])
     speech = torch.nn.utils.rnn.pad_sequence([torch.tensor(w) for w in waveforms], batch_first=True)

@@ -61,6 +61,7 @@ def _export(cmd: Optional[List[str]] = None) -> None:
     import espnet_eexit  # noqa: F401  (registers the plugin)
     from espnet_eexit.audio_inputs import model_sample_rate
     from espnet_eexit.export.onnx_segments import export_model
+    from espnet_eexit.model_files import loading_model_file
     from espnet_eexit.tasks.asr import EarlyExitASRTask
 
     if args.inference_config is not None:
@@ -68,7 +69,8 @@ def _export(cmd: Optional[List[str]] = None) -> None:
             raise EarlyExitConfigError(f"--inference_config {args.inference_config}: no such file")
         decoding = yaml.safe_load(args.inference_config.read_text()) or {}
         args.maxlenratio = float(decoding.get("maxlenratio", 0.0))  # ESPnet's default: 0
-    model, train_args = EarlyExitASRTask.build_model_from_file(args.asr_train_config, args.asr_model_file, "cpu")
+    with loading_model_file(args.asr_train_config, args.asr_model_file):
+        model, train_args = EarlyExitASRTask.build_model_from_file(args.asr_train_config, args.asr_model_file, "cpu")
     bpemodel = getattr(train_args, "bpemodel", None)
     with warnings.catch_warnings():
         # the TorchScript exporter warns about every Python-level shape expression it traces

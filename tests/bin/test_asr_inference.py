@@ -7,6 +7,7 @@ import argparse
 import errno
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -215,6 +216,42 @@ def test_a_config_of_another_project_or_task_is_one_line(tmp_path, capsys, tool)
         assert err.value.code == 2 and len(lines) == 1, (name, stderr)
         assert f"{config}: " in lines[0] and message in lines[0], (name, lines[0])
         assert "Traceback" not in stderr and not out.exists()
+
+
+@pytest.mark.parametrize("tool", ["asr_inference", "export_onnx"])
+def test_a_checkpoint_of_another_size_or_cut_short_is_one_line(tmp_path, capsys, tool):
+    """config.yaml of one size with another model's weights, a checkpoint cut short, a missing
+    one: one line naming the checkpoint, rc 2, nothing written (was: torch's traceback)."""
+    write_model(tmp_path)  # output_size 32 (SMALL_ENCODER)
+    other = tmp_path / "other"
+    other.mkdir()
+    write_model(other, encoder_conf=dict(SMALL_ENCODER, output_size=48))
+    data = (tmp_path / "model.pth").read_bytes()
+    (other / "cut.pth").write_bytes(data[: len(data) // 2])
+    scp = write_list(tmp_path, {"u": signal(0.5, 0)})
+    cases = {tmp_path / "model.pth": r"its weights do not fit the model .*other/config.yaml describes \(size "
+                                     r"mismatch for .*\): a checkpoint of another model or size\?",
+             other / "cut.pth": r"not a complete PyTorch checkpoint \(cut short while saving or copying\?\)",
+             other / "gone.pth": "no such file"}
+    for model_file, expected in cases.items():
+        out = tmp_path / f"out_{model_file.stem}"
+        common = ["--asr_train_config", str(other / "config.yaml"), "--asr_model_file", str(model_file)]
+        if tool == "asr_inference":
+            from espnet_eexit.bin.asr_inference import main
+            args = [*common, "--data_path_and_name_and_type", f"{scp},speech,sound", "--output_dir", str(out),
+                    *DECODING["ctc"]]
+        else:
+            from espnet_eexit.bin.export_onnx import main
+            args = [*common, "--output_dir", str(out)]
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if "error:" in line]
+        assert len(lines) == 1 and str(model_file) in lines[0], err
+        assert re.search(expected, lines[0]), lines[0]
+        assert "Traceback" not in err
+        assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
 
 
 def test_the_python_api_refuses_a_model_without_exits(tmp_path):
