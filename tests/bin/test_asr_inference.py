@@ -122,6 +122,20 @@ def test_stereo_is_decoded_from_its_first_channel_with_a_warning(models, family,
     assert not (out / "bad_audio").exists() and not (out / "incomplete").exists()
 
 
+@pytest.mark.parametrize("family", sorted(DECODING))
+def test_all_silence_decodes_like_any_other_input(models, family, tmp_path):
+    """Digital silence (all zeros) at every exit: a result with a finite score, not a NaN from a
+    zero variance or log(0) somewhere in the front end, and not a bad-audio skip."""
+    scp = write_list(tmp_path, {"silence": np.zeros(16000, dtype="float32"), "speech": signal(1.0, 0)})
+    out = tmp_path / "out"
+    decode(models[family], family, scp, out, "--all_exits", "true", "--batch_size", "2")
+    for k in (2, 4):
+        score = read(out / f"exit{k}" / "1best_recog" / "score")
+        assert sorted(score) == ["silence", "speech"]
+        assert np.isfinite(float(score["silence"])) and np.isfinite(float(score["speech"])), score
+    assert not (out / "bad_audio").exists()
+
+
 def test_waveform_backbones_read_a_channel_as_espnets_default_frontend():
     """The first at inference, a random one (numpy's generator, as ESPnet's) in training."""
     from espnet_eexit.encoder.waveform import as_waveforms
