@@ -1,4 +1,5 @@
-"""asr_train: a checkpoint left truncated by a kill during its save is named, not a torch traceback."""
+"""asr_train: a checkpoint left truncated by a kill during its save is named, not a torch traceback;
+an epoch file a kill left missing or truncated after a complete checkpoint is restored from it."""
 from pathlib import Path
 
 import pytest

@@ -222,7 +222,9 @@ def landed(exp: Path, out: Outcome) -> str:
     started = [int(e) for e in re.findall(r"(\d+)/\d+epoch started", out.log)]
     done = [int(e) for e in re.findall(r"(\d+)epoch results", out.log)]
     steps = re.findall(r"(\d+)epoch:train:\d+-(\d+)batch:", out.log)
-    if not started:
+    if not started and "already reached at max_epoch" in out.log:
+        phase = "after the last epoch (nothing left to train)"
+    elif not started:
         phase = "before an epoch started"
     elif not done or done[-1] < started[-1]:
         step = [int(k) for e, k in steps if int(e) == started[-1]]
@@ -271,13 +273,15 @@ def observed_after(out: Outcome, refusal: Optional[Outcome], max_epoch: int) -> 
 
 
 def make_plan(rng: random.Random, kills: int, max_epoch: int, steps: int, kinds: Sequence[str] = KINDS) -> Plan:
-    """``kills`` random kills in the order a training passes them: by epoch (a start-up kill hits
-    the run that resumes at or before that epoch), in an epoch its steps, then its saves; the
-    averaging last."""
+    """``kills`` random kills (each kind at least once when there are enough) in the order a
+    training passes them: by epoch (a start-up kill hits the run that resumes at or before that
+    epoch), in an epoch its steps, then its saves; the averaging last."""
     order = {"startup": 0, "mid_epoch": 1, "checkpoint_save": 2, "epoch_save": 3, "averaging": 4}
+    drawn = rng.sample(list(kinds), min(kills, len(kinds)))
+    again = [k for k in kinds if k != "averaging"] or list(kinds)  # one kill of the last write is enough
+    drawn += [rng.choice(again) for _ in range(kills - len(drawn))]
     plan = []
-    for _ in range(kills):
-        kind = rng.choice(list(kinds))
+    for kind in drawn:
         plan.append(Kill(kind, rng.randint(1, max_epoch) if kind != "averaging" else max_epoch,
                          rng.randint(1, steps), round(rng.uniform(0.5, 8.0), 1)))
     plan.sort(key=lambda k: (k.epoch, order[k.kind], k.step))
