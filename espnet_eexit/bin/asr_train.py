@@ -9,10 +9,18 @@ valid choices.
 Before resuming, ``<output_dir>/checkpoint.pth`` is checked: ESPnet writes it in place, so a run
 killed while saving leaves a truncated file, and the next ``--resume`` died in ``torch.load``
 with a traceback naming no file. Now: one line naming the file and what to do.
+
+A complete ``checkpoint.pth`` says epoch N is done, but ESPnet writes ``<N>epoch.pth`` (and the
+``latest.pth`` / ``<phase>.<key>.best.pth`` links) only after it: a kill in between left that file
+missing or truncated, the resumed run never wrote it again, and its final n-best averaging died in
+``torch.load`` (a traceback, after all the epochs). It is restored from ``checkpoint.pth``'s model,
+the very state dict ESPnet saves into both, and the links are redone, before ESPnet resumes.
 """
+import os
+import sys
 import zipfile
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from espnet_eexit.bin.cli import run_main
 from espnet_eexit.errors import EarlyExitConfigError
@@ -32,7 +40,7 @@ def check_resumable(output_dir: Path) -> None:
     try:
         with zipfile.ZipFile(checkpoint):
             pass
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError) as e:  # torch.save writes the zip directory last
         epochs = sorted((int(p.name[: -len("epoch.pth")]), p) for p in Path(output_dir).glob("*epoch.pth")
                         if p.name[: -len("epoch.pth")].isdigit())
         restart = f"; or start from the last complete epoch's weights with --init_param {epochs[-1][1]}" if epochs else ""
@@ -42,10 +50,62 @@ def check_resumable(output_dir: Path) -> None:
         )
 
 
+def _complete(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def restore_epoch_files(output_dir: Path, best_model_criterion: Sequence[Sequence[str]]) -> List[Path]:
+    """After :func:`check_resumable`: write ``<N>epoch.pth`` of the epoch N that the complete
+    ``checkpoint.pth`` records if it is missing or truncated, and point ``latest.pth`` and the
+    ``<phase>.<key>.best.pth`` links where ESPnet's trainer would have. Returns what was changed."""
+    import torch
+    from espnet2.train.reporter import Reporter
+
+    output_dir = Path(output_dir)
+    checkpoint = output_dir / "checkpoint.pth"
+    if not checkpoint.exists():
+        return []
+    states = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    reporter = Reporter()
+    reporter.load_state_dict(states["reporter"])
+    epoch = reporter.get_epoch()
+    if epoch < 1:
+        return []
+    changed = []
+    epoch_file = output_dir / f"{epoch}epoch.pth"
+    if not _complete(epoch_file):
+        what = "incomplete" if epoch_file.exists() else "missing"
+        partial = epoch_file.with_name(epoch_file.name + ".partial")
+        torch.save(states["model"], partial)
+        os.replace(partial, epoch_file)  # a kill now leaves the old file or the whole new one
+        print(f"asr_train: {epoch_file} was {what} (a run killed while saving it?): restored from {checkpoint}",
+              file=sys.stderr)
+        changed.append(epoch_file)
+    links = {output_dir / "latest.pth": epoch_file.name}
+    for phase, key, mode in best_model_criterion:
+        if reporter.has(phase, key):
+            best = f"{reporter.get_best_epoch(phase, key, mode)}epoch.pth"
+            if (output_dir / best).exists():
+                links[output_dir / f"{phase}.{key}.best.pth"] = best
+    for link, target in links.items():
+        if not link.is_symlink() or os.readlink(link) != target:
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(target)
+            changed.append(link)
+    return changed
+
+
 def _train(cmd: Optional[List[str]]) -> None:
     args = get_parser().parse_args(cmd)
     if args.resume and not args.collect_stats and args.output_dir is not None:
         check_resumable(Path(args.output_dir))
+        if os.environ.get("RANK", "0") == "0":  # torchrun: one rank writes (ESPnet saves on rank 0)
+            restore_epoch_files(Path(args.output_dir), args.best_model_criterion)
     EarlyExitASRTask.main(args=args)
 
 
