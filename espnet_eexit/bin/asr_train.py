@@ -107,6 +107,18 @@ def _train(cmd: Optional[List[str]]) -> None:
         if os.environ.get("RANK", "0") == "0":  # torchrun: one rank writes (ESPnet saves on rank 0)
             restore_epoch_files(Path(args.output_dir), args.best_model_criterion)
     EarlyExitASRTask.main(args=args)
+    leave_process_group()
+
+
+def leave_process_group() -> None:
+    """End the torch.distributed group ESPnet joined (torchrun's env:// mode), which ESPnet leaves
+    open: gloo's threads are then joined before the interpreter exits. Left to the exit, one rank
+    of a 2-process CPU run here died of SIGABRT ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # no rank tears down while another still talks to it
+        dist.destroy_process_group()
 
 
 def main(cmd: Optional[List[str]] = None) -> None:

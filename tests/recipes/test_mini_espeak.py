@@ -5,7 +5,10 @@ Runs the real recipe (``egs2/mini_espeak/asr1/run.sh`` -> ``egs2/TEMPLATE/asr1/a
 corpus with one epoch, in a temporary copy, then checks what it wrote and that decoding from different exits really computes
 different depths.
 """
+import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -201,8 +204,6 @@ def _train_wer(recipe, exp, decode):
 
 def _train_losses(recipe, exp, key):
     """Per epoch, the training set's mean ``key`` (ESPnet's 'Nepoch results: [train] ...' lines)."""
-    import re
-
     log = (recipe / exp / "train.log").read_text()
     return [float(m.group(1)) for m in re.finditer(
         rf"\d+epoch results: \[train\].*?\b{key}=([-\d.e+]+)", log)]
@@ -214,6 +215,40 @@ def _check_it_learned(recipe, exp, keys):
     for key in keys:
         losses = _train_losses(recipe, exp, key)
         assert len(losses) >= 2 and losses[-1] < losses[0], (key, losses)
+
+
+def test_two_process_data_parallel_training_on_cpu(trained_recipe):
+    """ESPnet's env:// mode on CPU (torchrun, gloo: ESPnet's launcher spawns nothing without GPUs):
+    the 1-process training's own command run by 2 ranks (the plugin registered in each) ends with
+    both exiting 0 and no teardown abort, and a result of the same kind as the 1-process run's:
+    the same checkpoint tensors and shapes, every exit's training loss going down."""
+    import shlex
+
+    single = trained_recipe / "exp" / "asr_eexit_conformer_mini"
+    command = shlex.split((single / "train.log").read_text().splitlines()[0].lstrip("# "))
+    assert command[:3] == ["python3", "-m", "espnet_eexit.bin.asr_train"], command
+    args, skip = [], False
+    for arg in command[3:]:  # its options, without the launcher's --multiprocessing_distributed
+        if skip or arg == "--multiprocessing_distributed":
+            skip = not skip
+            continue
+        args.append(arg)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "espnet_eexit.bin.asr_train",
+         *args, "--output_dir", "exp/asr_ddp", "--max_epoch", "2", "--ngpu", "0", "--dist_backend", "gloo"],
+        cwd=trained_recipe, capture_output=True, text=True, timeout=900, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "terminate called" not in out and "Signal 6" not in out, out[-3000:]
+    # rank 0 of 2 logs (ESPnet lets the other ranks log errors only)
+    assert re.search(r":0/2\] .*2epoch results", out), out[-3000:]
+    ddp = torch.load(trained_recipe / "exp" / "asr_ddp" / "valid.loss.ave.pth", map_location="cpu")
+    ref = torch.load(single / "valid.loss.ave.pth", map_location="cpu")
+    assert {k: v.shape for k, v in ddp.items()} == {k: v.shape for k, v in ref.items()}
+    for k in (2, 4, 6):
+        losses = [float(m.group(1)) for m in re.finditer(
+            rf"\d+epoch results: \[train\].*?\bloss_ctc_exit{k}=([-\d.e+]+)", out)]
+        assert len(losses) == 2 and losses[1] < losses[0], (k, losses)
 
 
 def test_aed_with_a_decoder_per_exit_runs_stages_10_to_13(trained_recipe):
