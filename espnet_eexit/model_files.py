@@ -1,5 +1,6 @@
-"""A trained model's files read by ESPnet's builder: one line naming the checkpoint when it does
-not fit its ``config.yaml`` or is not a complete PyTorch file.
+"""A trained model's files: whether a checkpoint was saved completely, and, read by ESPnet's
+builder, one line naming the checkpoint when it does not fit its ``config.yaml`` or is not a
+complete PyTorch file.
 
 ESPnet's ``build_model_from_file`` builds the model the config describes, then loads the
 checkpoint into it: a checkpoint of another model or size raised a ``RuntimeError`` listing every
@@ -8,10 +9,20 @@ central directory", both as tracebacks naming no file.
 """
 import contextlib
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Iterator, Optional
 
 from espnet_eexit.errors import EarlyExitConfigError
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """A complete ``torch.save`` archive (its zip directory, written last, is there)."""
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _first_mismatch(message: str) -> str:

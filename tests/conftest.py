@@ -48,6 +48,25 @@ def build_model(**config) -> torch.nn.Module:
     return EarlyExitASRTask.build_model(argparse.Namespace(**args))
 
 
+def write_model_files(out, **config):
+    """config.yaml + model.pth of an untrained early-exit model, as asr_train writes them: a CTC
+    Conformer (exits 2, 4, 6) on a small front end unless ``config`` says otherwise. Returns ``out``."""
+    import yaml
+
+    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
+    args.update(token_list=list(TOKENS), input_size=None, frontend="default",
+                frontend_conf=dict(n_fft=128, hop_length=64, win_length=128, n_mels=16),
+                specaug=None, normalize="utterance_mvn", encoder="eexit_conformer",
+                encoder_conf=dict(SMALL_ENCODER), model="eexit", model_conf=dict(ctc_weight=1.0),
+                decoder=None, decoder_conf={}, token_type="char")
+    args.update(config)
+    torch.manual_seed(0)
+    model = EarlyExitASRTask.build_model(argparse.Namespace(**args))
+    (out / "config.yaml").write_text(yaml.safe_dump(args))
+    torch.save(model.state_dict(), out / "model.pth")
+    return out
+
+
 def batch(batch_size: int = 3, seed: int = 0):
     """Random waveforms and token sequences (ids of TOKENS, -1 padded)."""
     g = torch.Generator().manual_seed(seed)

@@ -1,14 +1,12 @@
 """Exit policies: the confidence maths, stopping behaviour, batch drop-out and bad values."""
-import argparse
 import itertools
 import logging
 import math
 
 import pytest
 import torch
-import yaml
 
-from conftest import SMALL_ENCODER, TOKENS
+from conftest import write_model_files
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_policy import (
     ExitPoint,
@@ -19,7 +17,6 @@ from espnet_eexit.exit_policy import (
     nbest_posterior,
 )
 from espnet_eexit.inference import EarlyExitSpeech2Text
-from espnet_eexit.tasks.asr import EarlyExitASRTask
 
 
 # ---------------------------------------------------------------------------- confidence maths
@@ -137,17 +134,7 @@ def test_budget_picks_the_deepest_exit_that_fits():
 # ---------------------------------------------------------------------------- on a real model
 def _model_files(out, encoder):
     """config.yaml + model.pth of an untrained CTC early-exit model (exits 2, 4, 6)."""
-    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
-    args.update(token_list=list(TOKENS), input_size=None, frontend="default",
-                frontend_conf=dict(n_fft=128, hop_length=64, win_length=128, n_mels=16),
-                specaug=None, normalize="utterance_mvn", encoder=encoder,
-                encoder_conf=dict(SMALL_ENCODER), model="eexit", model_conf=dict(ctc_weight=1.0),
-                decoder=None, decoder_conf={}, token_type="char")
-    torch.manual_seed(0)
-    model = EarlyExitASRTask.build_model(argparse.Namespace(**args))
-    (out / "config.yaml").write_text(yaml.safe_dump(args))
-    torch.save(model.state_dict(), out / "model.pth")
-    return out
+    return write_model_files(out, encoder=encoder)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SMALL_ENCODER, TOKENS
+from conftest import write_model_files
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.inference import EarlyExitSpeech2Text
 from espnet_eexit.tasks.asr import EarlyExitASRTask
@@ -17,29 +17,15 @@ AED = dict(
 )
 
 
-def write_model_files(out, config):
-    """config.yaml + model.pth of an untrained early-exit model, as asr_train writes them."""
-    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
-    args.update(token_list=list(TOKENS), input_size=None, frontend="default",
-                frontend_conf=dict(n_fft=128, hop_length=64, win_length=128, n_mels=16),
-                specaug=None, normalize="utterance_mvn", encoder="eexit_conformer",
-                encoder_conf=dict(SMALL_ENCODER), model="eexit", token_type="char", **config)
-    torch.manual_seed(0)
-    model = EarlyExitASRTask.build_model(argparse.Namespace(**args))
-    (out / "config.yaml").write_text(yaml.safe_dump(args))
-    torch.save(model.state_dict(), out / "model.pth")
-    return out
-
-
 @pytest.fixture(scope="module")
 def aed_files(tmp_path_factory):
-    return write_model_files(tmp_path_factory.mktemp("aed"), AED)
+    return write_model_files(tmp_path_factory.mktemp("aed"), **AED)
 
 
 @pytest.fixture(scope="module")
 def attention_only_files(tmp_path_factory):
     """An AED model without CTC heads (ctc_weight 0), like early-exit Whisper."""
-    return write_model_files(tmp_path_factory.mktemp("att"), {**AED, "model_conf": dict(ctc_weight=0.0)})
+    return write_model_files(tmp_path_factory.mktemp("att"), **{**AED, "model_conf": dict(ctc_weight=0.0)})
 
 
 def attention_only_decoder(files, **kwargs):

@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence
 
 from espnet_eexit.bin.cli import run_main
 from espnet_eexit.errors import EarlyExitConfigError
+from espnet_eexit.model_files import is_complete_checkpoint
 from espnet_eexit.tasks.asr import EarlyExitASRTask
 
 
@@ -50,14 +51,6 @@ def check_resumable(output_dir: Path) -> None:
         )
 
 
-def _complete(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path):
-            return True
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
 def restore_epoch_files(output_dir: Path, best_model_criterion: Sequence[Sequence[str]]) -> List[Path]:
     """After :func:`check_resumable`: write ``<N>epoch.pth`` of the epoch N that the complete
     ``checkpoint.pth`` records if it is missing or truncated, and point ``latest.pth`` and the
@@ -77,7 +70,7 @@ def restore_epoch_files(output_dir: Path, best_model_criterion: Sequence[Sequenc
         return []
     changed = []
     epoch_file = output_dir / f"{epoch}epoch.pth"
-    if not _complete(epoch_file):
+    if not is_complete_checkpoint(epoch_file):
         what = "incomplete" if epoch_file.exists() else "missing"
         partial = epoch_file.with_name(epoch_file.name + ".partial")
         torch.save(states["model"], partial)

@@ -19,8 +19,7 @@ import soundfile
 import torch
 import yaml
 
-from conftest import SMALL_ENCODER, TOKENS
-from espnet_eexit.tasks.asr import EarlyExitASRTask
+from conftest import SMALL_ENCODER, TOKENS, write_model_files
 from exported_models import whisper_tokens
 
 # the options each family decodes with (fast: greedy CTC; Whisper: a few tokens of its decoder)
@@ -29,22 +28,6 @@ DECODING = {
     "w2v": ["--ctc_weight", "1.0", "--ctc_greedy", "true"],
     "whisper": ["--ctc_weight", "0.0", "--beam_size", "1", "--maxlenratio", "0.1"],
 }
-
-
-def write_model(out: Path, **config) -> Path:
-    """config.yaml + model.pth of an untrained early-exit model, as asr_train writes them."""
-    args = vars(EarlyExitASRTask.get_parser().parse_args([]))
-    args.update(token_list=list(TOKENS), input_size=None, frontend="default",
-                frontend_conf=dict(n_fft=128, hop_length=64, win_length=128, n_mels=16),
-                specaug=None, normalize="utterance_mvn", encoder="eexit_conformer",
-                encoder_conf=dict(SMALL_ENCODER), model="eexit", model_conf=dict(ctc_weight=1.0),
-                decoder=None, decoder_conf={}, token_type="char")
-    args.update(config)
-    torch.manual_seed(0)
-    model = EarlyExitASRTask.build_model(argparse.Namespace(**args))
-    (out / "config.yaml").write_text(yaml.safe_dump(args))
-    torch.save(model.state_dict(), out / "model.pth")
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +39,8 @@ def models(tmp_path_factory, tiny_whisper_dir):
     dirs = {}
     for name in DECODING:
         (root / name).mkdir()
-    dirs["ctc"] = write_model(root / "ctc")
-    dirs["whisper"] = write_model(
+    dirs["ctc"] = write_model_files(root / "ctc")
+    dirs["whisper"] = write_model_files(
         root / "whisper", token_list=whisper_tokens(), input_size=1, frontend=None, normalize=None,
         encoder="eexit_whisper", encoder_conf=dict(whisper_model=tiny_whisper_dir),
         decoder="eexit_whisper", decoder_conf=dict(whisper_model=tiny_whisper_dir), token_type="word",
@@ -69,7 +52,7 @@ def models(tmp_path_factory, tiny_whisper_dir):
                             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
     torch.manual_seed(0)
     AutoModel.from_config(config).save_pretrained(root / "w2v_hf")
-    dirs["w2v"] = write_model(root / "w2v", input_size=1, frontend=None, normalize=None,
+    dirs["w2v"] = write_model_files(root / "w2v", input_size=1, frontend=None, normalize=None,
                               encoder="eexit_hf_wav2vec2",
                               encoder_conf=dict(hf_model=str(root / "w2v_hf"), exit_layers=[2, 4]))
     return dirs
@@ -236,10 +219,10 @@ def test_a_config_of_another_project_or_task_is_one_line(tmp_path, capsys, tool)
 def test_a_checkpoint_of_another_size_or_cut_short_is_one_line(tmp_path, capsys, tool):
     """config.yaml of one size with another model's weights, a checkpoint cut short, a missing
     one: one line naming the checkpoint, rc 2, nothing written (was: torch's traceback)."""
-    write_model(tmp_path)  # output_size 32 (SMALL_ENCODER)
+    write_model_files(tmp_path)  # output_size 32 (SMALL_ENCODER)
     other = tmp_path / "other"
     other.mkdir()
-    write_model(other, encoder_conf=dict(SMALL_ENCODER, output_size=48))
+    write_model_files(other, encoder_conf=dict(SMALL_ENCODER, output_size=48))
     data = (tmp_path / "model.pth").read_bytes()
     (other / "cut.pth").write_bytes(data[: len(data) // 2])
     scp = write_list(tmp_path, {"u": signal(0.5, 0)})

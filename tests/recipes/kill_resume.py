@@ -34,12 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from espnet_eexit.model_files import is_complete_checkpoint  # noqa: E402
 from recipe_helpers import copy_recipe, run  # noqa: E402
 
 # Short epochs: 24 utterances in batches of 8 are 3 steps, each logged (the mid-epoch kills wait for
@@ -140,21 +140,12 @@ class DirWatch:
         os.close(self.fd)
 
 
-def is_complete(path: Path) -> bool:
-    """A complete ``torch.save`` archive (its zip directory, written last, is there)."""
-    try:
-        with zipfile.ZipFile(path):
-            return True
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
 def checkpoint_epoch(exp: Path) -> Optional[int]:
     """The epoch ``exp/checkpoint.pth`` records as done; None if there is none; -1 if truncated."""
     ckpt = exp / "checkpoint.pth"
     if not ckpt.exists():
         return None
-    if not is_complete(ckpt):
+    if not is_complete_checkpoint(ckpt):
         return -1
     import torch
 
@@ -235,7 +226,7 @@ def landed(exp: Path, out: Outcome) -> str:
     ckpt = checkpoint_epoch(exp)
     files = "no checkpoint.pth" if ckpt is None else "checkpoint.pth truncated" if ckpt == -1 else \
         f"checkpoint.pth of epoch {ckpt}"
-    if ckpt and ckpt > 0 and not is_complete(exp / f"{ckpt}epoch.pth"):
+    if ckpt and ckpt > 0 and not is_complete_checkpoint(exp / f"{ckpt}epoch.pth"):
         files += f", {ckpt}epoch.pth {'truncated' if (exp / f'{ckpt}epoch.pth').exists() else 'missing'}"
     return f"{phase}; {files}"
 
@@ -247,7 +238,7 @@ def expected_after(exp: Path) -> str:
         return "rerun starts at epoch 1"
     if ckpt == -1:
         return "rerun refused in one line naming checkpoint.pth; moved away: starts at epoch 1"
-    note = "" if is_complete(exp / f"{ckpt}epoch.pth") else f", restores {ckpt}epoch.pth"
+    note = "" if is_complete_checkpoint(exp / f"{ckpt}epoch.pth") else f", restores {ckpt}epoch.pth"
     return f"rerun resumes at epoch {ckpt + 1}{note}"
 
 
