@@ -18,7 +18,7 @@ from espnet_eexit.errors import EarlyExitConfigError
 
 
 def screen_wav_scp(wav_scp: Path, fs: int, keys: Optional[Iterable[str]] = None,
-                   max_seconds: Optional[float] = None) -> Dict[str, str]:
+                   max_seconds: Optional[float] = None, then: str = "writing an empty result") -> Dict[str, str]:
     """``{utt: reason}`` for the files of ``wav_scp`` that cannot be decoded (:func:`screen_audio`).
 
     Only plain file paths are checked (a ``cmd |`` pipe or an ``ark:offset`` is read by ESPnet
@@ -28,13 +28,14 @@ def screen_wav_scp(wav_scp: Path, fs: int, keys: Optional[Iterable[str]] = None,
     wanted = None if keys is None else set(keys)
     entries = {key: value for key, value in read_kaldi_text(wav_scp).items()
                if wanted is None or key in wanted}
-    return screen_audio(entries, fs, str(wav_scp), max_seconds)
+    return screen_audio(entries, fs, str(wav_scp), max_seconds, then)
 
 
 def screen_audio(entries: Dict[str, str], fs: int, source: str,
-                 max_seconds: Optional[float] = None) -> Dict[str, str]:
+                 max_seconds: Optional[float] = None, then: str = "writing an empty result") -> Dict[str, str]:
     """``{utt: reason}`` for the audio files ``{utt: path}`` that cannot be decoded (missing,
-    empty, not audio, no samples, longer than ``max_seconds``), with a warning each; a file at
+    empty, not audio, no samples, longer than ``max_seconds``), with a warning each that ends
+    with ``then`` (what the caller does with it); a file at
     another rate than ``fs`` raises :class:`EarlyExitConfigError` naming ``source`` (the list or
     option it came from). A file of several channels is decodable (its first channel is read:
     ESPnet's ``DefaultFrontend`` at inference, :func:`espnet_eexit.encoder.waveform.as_waveforms`,
@@ -68,7 +69,7 @@ def screen_audio(entries: Dict[str, str], fs: int, source: str,
             logging.warning(f"utterance {key} ({value}) has {info.channels} channels: decoding "
                             "its first (as ESPnet's front end does at inference)")
     for key, reason in bad.items():
-        logging.warning(f"utterance {key} cannot be decoded ({reason}): writing an empty result")
+        logging.warning(f"utterance {key} cannot be decoded ({reason}): {then}")
     return bad
 
 

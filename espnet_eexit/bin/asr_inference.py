@@ -249,7 +249,9 @@ def _screen_audio(args, kwargs, action: str, train_config: Optional[dict]) -> Op
     wanted = list(read_kaldi_text(Path(args.key_file))) if args.key_file else None
     bad: Dict[str, str] = {}
     for path, _ in sound:
-        bad.update(screen_wav_scp(Path(path), fs, wanted, max_seconds))
+        bad.update(screen_wav_scp(Path(path), fs, wanted, max_seconds,
+                                  then="--bad_audio error stops the run" if action == "error"
+                                  else "writing an empty result"))
     if not bad:
         return None
     if action == "error":

@@ -95,7 +95,7 @@ def _compare(cmd: Optional[List[str]] = None) -> None:
     # the checks asr_inference and the runtime make: another rate stops the run now (one line),
     # a missing / empty / too long file is left out of the comparison with a warning
     bad = screen_audio({k: wavs[k] for k in keys}, runtime.fs, str(args.data_dir / "wav.scp"),
-                       runtime.max_input_seconds)
+                       runtime.max_input_seconds, then="left out of the comparison")
     keys = [k for k in keys if k not in bad]
     if not keys:
         raise EarlyExitConfigError(f"{args.data_dir / 'wav.scp'}: no utterance can be decoded")

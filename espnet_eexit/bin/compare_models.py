@@ -8,16 +8,32 @@
 
 Each ``LABEL=DECODE_DIR`` is a decoding of one model (``<decode_dir>/<test_set>/exit<k>/score_*``
 as stage 13 writes it). Decodings with the same label share a column: the single-exit baselines
-of each depth, each contributing its one exit. Rows = exit layer k (depth k/L); cells = WER / CER.
+of each depth, each contributing its one exit. Rows = encoder depth k/L; cells = WER / CER.
+
+Without ``--num_layers`` each model's L is read from its config.yaml (``<decode_dir>/..``), so
+backbones of different depths share one table (e.g. a 12-layer Conformer's exit 6 and a 4-layer
+Whisper's exit 2 are both depth 0.50). The training time of each model, summed over the epochs of
+ESPnet's ``train.log`` (train + valid), is listed under the table: the comparison is meant at
+the same training budget, and this says whether it was.
 """
 import argparse
+import re
 import sys
+from fractions import Fraction
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from espnet_eexit.bin.exit_results import collect, update_section
 
-Columns = Dict[str, Dict[int, Dict[str, float]]]  # label -> exit -> {"wer": x, "cer": y}
+Exit = Tuple[int, int]  # (exit layer k, encoder layers L)
+Columns = Dict[str, Dict[Exit, Dict[str, float]]]  # label -> exit -> {"wer": x, "cer": y}
+
+_EPOCH_RESULTS = re.compile(r"\(trainer:\d+\) INFO: (\d+)epoch results: (.*)$")
+# humanfriendly.format_timespan, as ESPnet's reporter writes a section's time: "time=1 hour, 2
+# minutes and 5.3 seconds"
+_TIMESPAN = re.compile(r"\btime=((?:[\d.]+ (?:day|hour|minute|second)s?(?:, | and )?)+)")
+_TIMESPAN_PART = re.compile(r"([\d.]+) (day|hour|minute|second)s?\b")
+_SECONDS = {"day": 86400.0, "hour": 3600.0, "minute": 60.0, "second": 1.0}
 
 
 def parse_pair(text: str) -> Tuple[str, Path]:
@@ -27,7 +43,38 @@ def parse_pair(text: str) -> Tuple[str, Path]:
     return label, Path(path)
 
 
-def gather(pairs: List[Tuple[str, Path]], test_set: str) -> Columns:
+def model_layers(decode_dir: Path) -> int:
+    """L of the model that ``decode_dir`` decoded (its config.yaml is one level up, as asr.sh lays
+    out ``exp/asr_<tag>/<decode_dir>``)."""
+    from espnet_eexit.bin.show_exits import exits_of_config_file
+
+    config = decode_dir.parent / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: missing (the model's config, for its number of layers; "
+                                f"or give --num_layers)")
+    return exits_of_config_file(config)[1]
+
+
+def training_seconds(train_log: Path) -> Optional[float]:
+    """Seconds of training in an ESPnet train.log: the ``time=`` of every section ([train],
+    [valid], ...) of each ``<N>epoch results`` line, the last line of each epoch (a resumed run
+    repeats none, but a log may be appended to). None without such lines."""
+    per_epoch: Dict[int, float] = {}
+    if not train_log.is_file():
+        return None
+    with open(train_log, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = _EPOCH_RESULTS.search(line)
+            if not m:
+                continue
+            spans = _TIMESPAN.findall(m.group(2))
+            per_epoch[int(m.group(1))] = sum(
+                float(n) * _SECONDS[unit] for span in spans for n, unit in _TIMESPAN_PART.findall(span)
+            )
+    return sum(per_epoch.values()) if per_epoch else None
+
+
+def gather(pairs: List[Tuple[str, Path]], test_set: str, num_layers: Optional[int]) -> Columns:
     columns: Columns = {}
     for label, decode_dir in pairs:
         scores = collect(decode_dir).get(test_set)
@@ -36,29 +83,53 @@ def gather(pairs: List[Tuple[str, Path]], test_set: str) -> Columns:
                 f"{decode_dir}/{test_set}/exit*/score_*/result.txt: no scored exit "
                 f"(run stages 12-13 for that model first)"
             )
+        layers = num_layers or model_layers(decode_dir)
         column = columns.setdefault(label, {})
-        for layer, metrics in scores.items():
-            if layer in column:
-                raise ValueError(f"label {label!r}: two decodings give exit {layer}")
-            column[layer] = metrics
+        for k, metrics in scores.items():
+            if (k, layers) in column:
+                raise ValueError(f"label {label!r}: two decodings give exit {k}")
+            column[(k, layers)] = metrics
     return columns
 
 
-def markdown(columns: Columns, num_layers: int, test_set: str) -> str:
-    layers = sorted({k for column in columns.values() for k in column})
-    head = "| exit (layer) | depth k/L | " + " | ".join(f"{label}: {test_set} WER / CER" for label in columns) + " |"
-    rows = [head, "|---|---|" + "---|" * len(columns)]
-    for k in layers:
+def _cell(metrics: Dict[str, float]) -> str:
+    return f"{metrics['wer']:.1f} / {metrics['cer']:.1f}" if "cer" in metrics else f"{metrics['wer']:.1f}"
+
+
+def markdown(columns: Columns, test_set: str) -> str:
+    exits = {e for column in columns.values() for e in column}
+    depths = sorted({Fraction(k, n) for k, n in exits})
+    layer_counts = {n for _, n in exits}
+    same_l = len(layer_counts) == 1
+    head = ("| exit (layer) | depth k/L | " if same_l else "| depth k/L | ") + " | ".join(
+        f"{label}: {test_set} WER / CER" for label in columns) + " |"
+    rows = [head, ("|---|---|" if same_l else "|---|") + "---|" * len(columns)]
+    for depth in depths:
         cells = []
         for column in columns.values():
-            m = column.get(k)
-            cells.append(f"{m['wer']:.1f} / {m['cer']:.1f}" if m and "cer" in m else
-                         f"{m['wer']:.1f}" if m else "")
-        rows.append(f"| {k} | {k / num_layers:.2f} | " + " | ".join(cells) + " |")
+            hits = [(e, m) for e, m in sorted(column.items()) if Fraction(*e) == depth]
+            # with mixed depths the cell says which exit of how many layers it is
+            cells.append(", ".join(_cell(m) if same_l else f"{_cell(m)} (exit {k}/{n})"
+                                   for (k, n), m in hits))
+        first = f"| {depth * next(iter(layer_counts))} | " if same_l else "| "
+        rows.append(f"{first}{float(depth):.2f} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
 
-def plot(columns: Columns, num_layers: int, test_set: str, png: Path) -> None:
+def timing_markdown(pairs: List[Tuple[str, Path]]) -> str:
+    """One line per model: its training time from train.log (empty when no log has epochs)."""
+    rows = []
+    for label, decode_dir in pairs:
+        seconds = training_seconds(decode_dir.parent / "train.log")
+        if seconds is not None:
+            rows.append(f"| {label} | `{decode_dir.parent.name}` | {seconds / 60:.1f} |")
+    if not rows:
+        return ""
+    return "\n".join(["", "Training time (ESPnet's per-epoch train + valid time in train.log):", "",
+                      "| column | model | training (min) |", "|---|---|---|", *rows, ""])
+
+
+def plot(columns: Columns, test_set: str, png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,8 +137,8 @@ def plot(columns: Columns, num_layers: int, test_set: str, png: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, column in columns.items():
-        layers = sorted(column)
-        ax.plot([k / num_layers for k in layers], [column[k]["wer"] for k in layers], "o-", label=label)
+        exits = sorted(column, key=lambda e: Fraction(*e))
+        ax.plot([k / n for k, n in exits], [column[e]["wer"] for e in exits], "o-", label=label)
     ax.set_xlabel("encoder depth (exit layer / L)")
     ax.set_ylabel(f"{test_set} WER (%)")
     ax.grid(alpha=0.3)
@@ -81,22 +152,23 @@ def plot(columns: Columns, num_layers: int, test_set: str, png: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pairs", nargs="+", type=parse_pair, metavar="LABEL=DECODE_DIR")
-    parser.add_argument("--num_layers", type=int, required=True, help="L, for the depth column")
+    parser.add_argument("--num_layers", type=int,
+                        help="L of every model (default: each model's own, from <decode_dir>/../config.yaml)")
     parser.add_argument("--test_set", default="test")
     parser.add_argument("--title", default="Early-exit vs single-exit vs fine-tuned")
     parser.add_argument("--update_md", type=Path, help="put the table into this Markdown file (section --title)")
     parser.add_argument("--output_png", type=Path, help="WER vs depth, one line per label")
     args = parser.parse_args(argv)
     try:
-        columns = gather(args.pairs, args.test_set)
-    except (FileNotFoundError, ValueError) as e:
+        columns = gather(args.pairs, args.test_set, args.num_layers)
+    except (FileNotFoundError, ValueError) as e:  # ValueError includes EarlyExitConfigError
         sys.exit(f"compare_models: ERROR: {e}")
-    table = markdown(columns, args.num_layers, args.test_set)
+    table = markdown(columns, args.test_set) + timing_markdown(args.pairs)
     print(table, end="")
     if args.update_md:
         update_section(args.update_md, args.title, f"## {args.title}\n\n{table}")
     if args.output_png:
-        plot(columns, args.num_layers, args.test_set, args.output_png)
+        plot(columns, args.test_set, args.output_png)
 
 
 if __name__ == "__main__":

@@ -147,13 +147,16 @@ def test_input_longer_than_whispers_window_is_bad_audio(models, tmp_path, caplog
     with caplog.at_level(logging.WARNING):
         decode(models["whisper"], "whisper", scp, out)
     why = f"{tmp_path / 'long.wav'}: 30.5 s, longer than the model takes (30 s)"
-    assert f"utterance long cannot be decoded ({why})" in caplog.text
+    assert f"utterance long cannot be decoded ({why}): writing an empty result" in caplog.text
     assert read(out / "bad_audio") == {"long": why}
     token = read(out / "1best_recog" / "token")
     assert sorted(token) == ["a", "long", "z"] and token["long"] == "<space>" and token["a"] != "<space>"
-    with pytest.raises(SystemExit) as err:
+    caplog.clear()
+    with pytest.raises(SystemExit) as err, caplog.at_level(logging.WARNING):
         decode(models["whisper"], "whisper", scp, tmp_path / "stopped", "--bad_audio", "error")
     stderr = capsys.readouterr().err
+    assert f"utterance long cannot be decoded ({why}): --bad_audio error stops the run" in caplog.text
+    assert "empty result" not in caplog.text
     assert err.value.code == 2 and f"1 utterance(s) cannot be decoded, e.g. long: {why}" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "stopped").exists()
 

@@ -1,5 +1,6 @@
 """compare_faster_whisper: our runtime's exits beside faster-whisper (the bundled tiny.en, int8) on
 the same utterances, latency and WER through stage 13's scoring."""
+import logging
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ SENTENCES = {"u1": "THE WEATHER WAS FINE AND THEY WALKED TO THE VILLAGE",
              "u2": "SHE WAS THE YOUNGEST OF THE TWO DAUGHTERS"}
 
 
-def test_table_of_our_exits_and_faster_whisper(tiny_whisper_dir, tmp_path, capsys):
+def test_table_of_our_exits_and_faster_whisper(tiny_whisper_dir, tmp_path, capsys, caplog):
     data = tmp_path / "data"
     data.mkdir()
     for key, text in SENTENCES.items():
@@ -36,9 +37,12 @@ def test_table_of_our_exits_and_faster_whisper(tiny_whisper_dir, tmp_path, capsy
     # a missing file is left out of the comparison (named), the others compared
     (data / "wav.scp").write_text("".join(f"{k} {data / k}.wav\n" for k in [*SENTENCES, "gone"]))
     (data / "text").write_text("".join(f"{k} {t}\n" for k, t in [*SENTENCES.items(), ("gone", "X")]))
-    compare_faster_whisper.main(["--model_dir", str(onnx), "--data_dir", str(data), "--threads", "1",
-                                 "--policies", "agreement:2"])
+    with caplog.at_level(logging.WARNING):
+        compare_faster_whisper.main(["--model_dir", str(onnx), "--data_dir", str(data), "--threads", "1",
+                                     "--policies", "agreement:2"])
     out = capsys.readouterr().out
+    assert f"utterance gone cannot be decoded ({data / 'gone'}.wav: no such file): left out of the comparison" \
+        in caplog.text
     assert f"# 2 utterances of {data} (1 left out: gone)" in out
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")]
     table = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}

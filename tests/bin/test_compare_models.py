@@ -1,7 +1,11 @@
 """compare_models: several models' per-exit scores in one table (the paper's comparison)."""
-import pytest
+import datetime
 
-from espnet_eexit.bin.compare_models import main
+import pytest
+import yaml
+from espnet2.train.reporter import Reporter
+
+from espnet_eexit.bin.compare_models import main, training_seconds
 
 # the two summary lines of sclite -o all (percentages, then counts), as espnet_eexit.scoring reads them
 SCLITE = """\
@@ -45,3 +49,57 @@ def test_unscored_model_and_clashing_exits_are_clear_errors(tmp_path):
         main(["--num_layers", "4", f"a={ee}", f"a={ee}"])
     with pytest.raises(SystemExit):
         main(["--num_layers", "4", "no-equals-sign"])
+
+
+def model_dir(root, num_blocks, exits):
+    """exp/asr_<tag>/ with the config.yaml of a Conformer of ``num_blocks`` layers."""
+    root.mkdir(parents=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(dict(
+        encoder="eexit_conformer", model="eexit",
+        encoder_conf=dict(num_blocks=num_blocks, exit_layers=list(exits)))))
+    return root
+
+
+def test_models_of_different_depths_meet_at_equal_relative_depth(tmp_path, capsys):
+    deep = scored(model_dir(tmp_path / "asr_deep", 12, (6, 12)) / "decode", (6, 12), 10)
+    shallow = scored(model_dir(tmp_path / "asr_shallow", 4, (1, 2, 3, 4)) / "decode", (1, 2, 3, 4), 20)
+    main([f"deep={deep}", f"shallow={shallow}"])
+    table = capsys.readouterr().out
+    assert "| depth k/L | deep: test WER / CER | shallow: test WER / CER |" in table
+    assert "| 0.25 |  | 21.0 / 10.5 (exit 1/4) |" in table
+    assert "| 0.50 | 16.0 / 8.0 (exit 6/12) | 22.0 / 11.0 (exit 2/4) |" in table
+    assert "| 1.00 | 22.0 / 11.0 (exit 12/12) | 24.0 / 12.0 (exit 4/4) |" in table
+    assert "Training time" not in table  # no train.log
+    # one L given for all: the old layout, and the shallow model's exits counted out of 12
+    main(["--num_layers", "12", f"deep={deep}"])
+    assert "| 6 | 0.50 | 16.0 / 8.0 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="config.yaml: missing"):
+        main([f"x={scored(tmp_path / 'no_config' / 'decode', (2,), 0)}"])
+
+
+def epoch_results_line(epoch, train_seconds, valid_seconds):
+    """An ``<N>epoch results`` line as ESPnet's trainer logs it (its own Reporter's message)."""
+    reporter = Reporter()
+    reporter.set_epoch(epoch)  # as the trainer does: observe() with an epoch would clear the others
+    for key, seconds in (("train", train_seconds), ("valid", valid_seconds)):
+        with reporter.observe(key) as sub:
+            sub.register({"loss": 1.5})
+            sub.next()
+        reporter.stats[epoch][key]["time"] = datetime.timedelta(seconds=seconds)
+    return f"[vm] 2026-11-29 13:28:48,877 (trainer:394) INFO: {reporter.log_message()}\n"
+
+
+def test_training_time_sums_each_epochs_train_and_valid_time_from_train_log(tmp_path, capsys):
+    exp = model_dir(tmp_path / "asr_m", 4, (2, 4))
+    log = exp / "train.log"
+    log.write_text(
+        "# python3 -m espnet_eexit.bin.asr_train ...\n"
+        + epoch_results_line(1, 3725.5, 60.0)      # "1 hour, 2 minutes and 5.5 seconds"
+        + epoch_results_line(2, 999.0, 1.0)        # this epoch was run again after a kill:
+        + epoch_results_line(2, 500.25, 30.0)      # its last line counts
+    )
+    assert "1 hour, 2 minutes and 5.5 seconds" in log.read_text()
+    assert training_seconds(log) == pytest.approx(3725.5 + 60 + 500.25 + 30)
+    assert training_seconds(tmp_path / "missing.log") is None
+    main([f"m={scored(exp / 'decode', (2, 4), 0)}"])
+    assert f"| m | `asr_m` | {(3725.5 + 60 + 500.25 + 30) / 60:.1f} |" in capsys.readouterr().out

@@ -167,7 +167,8 @@ def test_pretrained_backbone_config_fine_tunes_with_exits(name, tmp_path):
 @pytest.mark.parametrize("config, exits, per_exit", [
     ("conf/train_asr_eexit_whisper.yaml", [1, 2, 3, 4], True),
     ("conf/tuning/train_asr_eexit_whisper_specaug.yaml", [1, 2, 3, 4], True),
-    ("conf/tuning/train_asr_whisper_single_exit_l4.yaml", [4], False)])
+    ("conf/tuning/train_asr_whisper_single_exit_l4.yaml", [4], False),
+    ("conf/tuning/train_asr_whisper_single_exit_l2.yaml", [2], False)])
 def test_synth_en_whisper_configs_fine_tune_tiny_en(config, exits, per_exit, monkeypatch):
     """synth_en's Whisper configs as asr_train reads them in the recipe directory (their
     whisper_model paths are relative to it), on the tiny.en that tools/install.sh converts."""
@@ -195,3 +196,5 @@ def test_synth_en_whisper_configs_fine_tune_tiny_en(config, exits, per_exit, mon
     assert torch.allclose(loss, sum(stats[f"loss_att_exit{k}"] for k in exits))
     assert model.encoder.whisper.conv1.weight.grad is None  # freeze_front_end: true
     assert model.encoder.encoders[0].fc1.weight.grad.abs().sum() > 0
+    above_last_exit = model.encoder.encoders[exits[-1]:]  # never run: no gradient
+    assert all(p.grad is None for p in above_last_exit.parameters())
