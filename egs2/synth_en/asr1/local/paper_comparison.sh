@@ -18,7 +18,7 @@
 #   it (a single-exit step is cheaper than an early-exit one) and read the training times under
 #   the table:
 #   local/paper_comparison.sh --backbone whisper --asr_args "--max_epoch 1" \
-#       --single_exit_asr_args "--max_epoch 2" --conformer_asr_args "--max_epoch 3"
+#       --single_exit_asr_args "--max_epoch 3" --conformer_asr_args "--max_epoch 3"
 #
 # Finished models are skipped when it is run again. Other options go to run.sh (e.g. --ngpu 1).
 set -euo pipefail
