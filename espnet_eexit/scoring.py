@@ -17,6 +17,8 @@ from typing import Callable, Dict, Iterable, Mapping, Optional
 
 from espnet2.text.cleaner import TextCleaner
 
+from espnet_eexit.text_norm import librispeech_style
+
 _SCLITE_PLACES = ("/usr/lib/sctk/bin/sclite", "/usr/bin/sclite")
 # "|  Sum/Avg  |   300   3912  |  72.0  26.4  1.6  9.7  37.8  87.7  |" (percentages)
 _SUM_AVG = re.compile(r"\|\s*Sum/Avg\s*\|\s*(\d+)\s+(\d+)\s*\|\s*([\d.\s]+)\|")
@@ -25,8 +27,9 @@ _SUM = re.compile(r"\|\s*Sum\s*\|\s*(\d+)\s+(\d+)\s*\|\s*([\d\s]+)\|")
 
 
 def upper_case(text: str) -> str:
-    """LibriSpeech style: UPPER CASE, apostrophes kept, other punctuation gone."""
-    return " ".join(re.sub(r"[^\w\s']|_", " ", text.upper()).split())
+    """LibriSpeech style: UPPER CASE, numbers as words, apostrophes kept, other punctuation gone
+    (:func:`espnet_eexit.text_norm.librispeech_style`)."""
+    return librispeech_style(text)
 
 
 def build_cleaner(name: str) -> Callable[[str], str]:

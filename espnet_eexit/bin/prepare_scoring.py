@@ -6,9 +6,9 @@
 
 Does what ESPnet's asr.sh does with one ``espnet2.bin.tokenize_text`` call per file (same ESPnet
 tokenizers and cleaners: references with ``--cleaner``, hypotheses with ``--hyp_cleaner``), but
-loads ESPnet once for every exit. ``--hyp_cleaner upper`` (ours) upper-cases hypotheses and drops
-their punctuation but apostrophes, for LibriSpeech-style references and a model that writes
-lower case (a pretrained tokenizer's, e.g. Whisper's).
+loads ESPnet once for every exit. ``--hyp_cleaner upper`` (ours) upper-cases hypotheses, writes
+their numbers as words and drops their punctuation but apostrophes, for LibriSpeech-style
+references and a model that writes lower case and digits (a pretrained tokenizer's, e.g. Whisper's).
 For each directory writes ``score_{cer,wer[,ter]}/{ref,hyp}.trn`` and, with ``--sclite``, runs it
 into ``result.txt`` (:mod:`espnet_eexit.scoring`, the path every reported error rate takes); an
 utterance missing from a hypothesis file scores as deleted.

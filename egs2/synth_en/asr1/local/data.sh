@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Stage 1 of synth_en: Jane Austen sentences (Debian r-cran-janeaustenr) spoken by offline TTS
-# voices (piper, flite, festival, espeak-ng) -> data/{train,dev,test}. See README.md for the split.
+# voices (piper, flite, festival, espeak-ng) -> data/{train,dev,test}, and recorded speech never
+# trained on (Debian's Asterisk telephone prompts) -> data/real_test. See README.md for the split.
 set -euo pipefail
 corpus_size=default   # tiny (~200 utterances, CI), default (~5 h), large (~20 h)
 nj=2
 seed=1
 janeaustenr_dir=      # default: tools/janeaustenr (unpacked by tools/install.sh) or the system's
-help_message="Usage: $0 [--corpus_size tiny|default|large] [--nj N] [--seed N] [--janeaustenr_dir DIR]"
+real_test=true        # data/real_test from asterisk-core-sounds-en(-wav) (local/prepare_real_test.py)
+help_message="Usage: $0 [--corpus_size tiny|default|large] [--nj N] [--seed N] [--janeaustenr_dir DIR] [--real_test true|false]"
 . utils/parse_options.sh
 
 if [ ! -s data/local/text/persuasion.txt ]; then
@@ -23,3 +25,6 @@ if [ ! -s data/local/text/persuasion.txt ]; then
 fi
 python3 local/make_corpus.py --text_dir data/local/text --corpus_size "${corpus_size}" \
     --nj "${nj}" --seed "${seed}" data
+if ${real_test}; then
+    python3 local/prepare_real_test.py data/real_test
+fi
