@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stage 1 of synth_en: Jane Austen sentences (Debian r-cran-janeaustenr) spoken by offline TTS
-# voices (piper, flite, festival, espeak-ng) -> data/{train,dev,test}. See README.md for the split.
+# voices (Kokoro, piper, festival, espeak-ng; flite for test_engine only) -> data/{train,dev,test,test_engine}.
+# See README.md for the split.
 set -euo pipefail
-corpus_size=default   # tiny (~200 utterances, CI), default (~5 h), large (~20 h)
+corpus_size=default   # tiny (~200 utterances, CI), default (~5 h), large (~10 h)
 nj=2
 seed=1
 janeaustenr_dir=      # default: tools/janeaustenr (unpacked by tools/install.sh) or the system's
