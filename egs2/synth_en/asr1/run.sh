@@ -2,7 +2,8 @@
 # synth_en: early-exit ASR on an offline multi-speaker synthetic English corpus (see README.md).
 #
 #   ./run.sh                                    # default corpus (~5 h), stages 1-13: early-exit Whisper
-#                                               # tiny.en fine-tuned, 1 epoch, dev + test + real_test decoded
+#                                               # tiny.en fine-tuned, 1 epoch, dev, test, test_engine and
+#                                               # real_test decoded
 #   ./run.sh --test_sets test                   # what `make demo` runs
 #   ./run.sh --corpus_size tiny                 # ~200 utterances (CI smoke test)
 #   ./run.sh --stage 10                         # collect stats, train (resumes exp/), decode, score
@@ -24,6 +25,10 @@ set -euo pipefail
 
 corpus_size=default
 backbone=whisper
+# The sets decoded and scored by default (--test_sets overrides): dev and test (Kokoro and espeak-ng
+# voices never trained on), test_engine (flite: an engine no training utterance comes from) and
+# real_test (recorded speech: Debian's Asterisk telephone prompts).
+test_sets="dev test test_engine real_test"
 asr_sh_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -63,7 +68,7 @@ esac
     --inference_nj 2 \
     --train_set train \
     --valid_set dev \
-    --test_sets "dev test real_test" \
+    --test_sets "${test_sets}" \
     --min_wav_duration 0.3 \
     --max_wav_duration 20 \
     --local_data_opts "--corpus_size ${corpus_size}" \

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Stage 1 of synth_en: Jane Austen sentences (Debian r-cran-janeaustenr) spoken by offline TTS
-# voices (piper, flite, festival, espeak-ng) -> data/{train,dev,test}, and recorded speech never
-# trained on (Debian's Asterisk telephone prompts) -> data/real_test. See README.md for the split.
+# voices (Kokoro, piper, festival, espeak-ng; flite for test_engine only) -> data/{train,dev,test,test_engine},
+# and recorded speech never trained on (Debian's Asterisk telephone prompts) -> data/real_test.
+# See README.md for the split.
 set -euo pipefail
-corpus_size=default   # tiny (~200 utterances, CI), default (~5 h), large (~20 h)
+corpus_size=default   # tiny (~200 utterances, CI), default (~5 h), large (~10 h)
 nj=2
 seed=1
 janeaustenr_dir=      # default: tools/janeaustenr (unpacked by tools/install.sh) or the system's
@@ -26,5 +27,8 @@ fi
 python3 local/make_corpus.py --text_dir data/local/text --corpus_size "${corpus_size}" \
     --nj "${nj}" --seed "${seed}" data
 if ${real_test}; then
-    python3 local/prepare_real_test.py data/real_test
+    real_test_opts=
+    [ "${corpus_size}" = tiny ] && real_test_opts="--max_utterances 12"  # a CI-sized subset
+    # shellcheck disable=SC2086
+    python3 local/prepare_real_test.py ${real_test_opts} data/real_test
 fi

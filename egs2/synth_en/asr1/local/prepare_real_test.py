@@ -3,6 +3,7 @@
 
     local/prepare_real_test.py data/real_test
     local/prepare_real_test.py --sounds_dir DIR --texts FILE.txt.gz data/real_test
+    local/prepare_real_test.py --max_utterances 12 data/real_test     # what --corpus_size tiny makes
 
 Debian ``asterisk-core-sounds-en-wav`` holds ~570 prompts recorded by one female speaker
 (Allison Smith; 8 kHz, 16-bit; CC-BY-SA-3.0, Digium) and ``asterisk-core-sounds-en`` their texts
@@ -70,6 +71,8 @@ def main():
                         help="the recordings (Debian asterisk-core-sounds-en-wav)")
     parser.add_argument("--texts", type=Path, default=TEXTS,
                         help="their texts (Debian asterisk-core-sounds-en)")
+    parser.add_argument("--max_utterances", type=int, default=None,
+                        help="keep this many, evenly spread over the sorted list (a small CI set)")
     parser.add_argument("--max_seconds", type=float, default=30.0,
                         help="leave out longer recordings (Whisper's window)")
     args = parser.parse_args()
@@ -102,6 +105,9 @@ def main():
             continue
         kept.append((f"{SPEAKER}-{name.replace('/', '_')}", wav, text))
     kept.sort()
+    if args.max_utterances is not None and args.max_utterances < len(kept):
+        step = len(kept) / args.max_utterances
+        kept = [kept[int(i * step)] for i in range(args.max_utterances)]
 
     # 16-kHz copies beside the corpus's own audio; the data dir is written whole, then renamed in.
     wav_dir = (args.data_dir.parent / "wav" / args.data_dir.name).resolve()
