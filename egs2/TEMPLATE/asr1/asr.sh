@@ -699,7 +699,7 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     done
     num_layers=$(${python} -m espnet_eexit.bin.show_exits --num_layers "${asr_exp}/config.yaml")
     # Facts of the run above the table: machine, versions, data, configs, training time.
-    train_time=$(scripts/training_time.sh "${asr_exp}" 2>/dev/null || echo "? (no train.log)")
+    train_time=$(scripts/training_time.sh --python "${python}" "${asr_exp}" 2>/dev/null || echo "? (no train.log)")
     lm_note=
     if ${use_lm}; then lm_note=", LM: \`${lm_exp}/${inference_lm}\` (\`${lm_config}\`)"; fi
     notes="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(uname -m), $(nproc --all) CPU cores, ngpu ${ngpu};"
@@ -708,7 +708,7 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     for dset in ${test_sets}; do notes+=" \`${dset}\` $(wc -l < "${data_feats}/${dset}/text") utts;"; done
     notes+="
 - config: \`${asr_config}\`, decoding: \`${inference_config}\`, checkpoint: \`${inference_asr_model}\`${lm_note}
-- training: ${train_time} (train.log timestamps)
+- training: ${train_time} (ESPnet's per-epoch train + valid time= in train.log and its resumed runs' train.N.log)
 - command: \`${run_args}\`
 - WER per exit: \`${asr_exp}/wer_per_exit.png\`"
     ${python} -m espnet_eexit.bin.exit_results "${asr_exp}/${inference_tag}" \
