@@ -37,8 +37,10 @@ _STARTED = re.compile(r"\b(\d+)/(\d+)epoch started")
 _BATCH = re.compile(r"\b(\d+)epoch:train:(\d+)-(\d+)batch: (.*)$")
 _SUMMARY = re.compile(r"\[train\] mini-batch sizes summary: N-batch=(\d+)")
 _RESULTS = re.compile(r"\b(\d+)epoch results: (.*)$")
-_LOSS_EXIT = re.compile(r"\bloss_exit(\d+)=([-+\d.e]+)")
-_LOSS = re.compile(r"(?:^|, )loss=([-+\d.e]+)")
+# not \b: ESPnet's SubReporter leaves out the ", " before the key at index == batch count
+# ("loss_ctc_exit6=86.548loss_exit2=81.466" at batch 5 of a model with 5+ keys)
+_LOSS_EXIT = re.compile(r"(?<![A-Za-z_])loss_exit(\d+)=([-+\d.e]+)")
+_LOSS = re.compile(r"(?<![A-Za-z_])loss=([-+\d.e]+)")
 _DECODED = re.compile(r"decoded (\d+)(?:/(\d+))? utterances")
 
 

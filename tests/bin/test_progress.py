@@ -81,6 +81,16 @@ def test_a_training_line_has_epoch_batches_loss_per_exit_and_eta():
     assert fixed.status_line().startswith("epoch 2/3: batch 200/250 |")
 
 
+def test_a_key_espnet_glues_to_the_one_before_is_read():
+    """ESPnet's SubReporter omits the ", " before the key whose index equals the batch count (a
+    line of a real mini_espeak run, batch 5: exit 2's loss was missing from the progress line)."""
+    state = TrainProgress()
+    state.feed(stamped(0, "2epoch:train:5-5batch: iter_time=0.003, forward_time=0.285, loss_ctc_exit2=81.466, "
+                          "loss_ctc_exit4=93.892, loss_ctc_exit6=86.548loss_exit2=81.466, loss_exit4=93.892, "
+                          "loss_exit6=86.548, loss_ctc=86.548, loss=261.906, backward_time=0.227", "trainer:811"))
+    assert state.status_line() == "epoch 2: batch 5 | loss exit2 81.47 exit4 93.89 exit6 86.55"
+
+
 def test_a_model_without_per_exit_losses_shows_its_loss():
     """Stage 7's language model: ``loss=`` only, and what ESPnet logs before the first batch."""
     state = TrainProgress(show="loss=[0-9.]+")
