@@ -201,6 +201,7 @@ def _own_loop(args, speech2text: EarlyExitSpeech2Text) -> None:
     writers = ({k: DatadirWriter(out / f"exit{k}") for k in layers} if args.all_exits
                else {None: DatadirWriter(out)})
     done, total_keys, started = 0, None, time.perf_counter()
+    logged = started
     if args.key_file:
         total_keys = sum(1 for line in open(args.key_file) if line.strip())
     with contextlib.ExitStack() as stack:
@@ -229,7 +230,9 @@ def _own_loop(args, speech2text: EarlyExitSpeech2Text) -> None:
                         else:
                             w["exit"][key] = f"{layers[0]} -"
             done += len(keys)
-            if done % 50 < len(keys) or done == total_keys:
+            # every 50 utterances and at least every 20 s: asr.sh's progress lines read these
+            if done % 50 < len(keys) or done == total_keys or time.perf_counter() - logged >= 20:
+                logged = time.perf_counter()
                 logging.info(
                     f"decoded {done}{'/' + str(total_keys) if total_keys else ''} utterances "
                     f"({time.perf_counter() - started:.0f} s)"

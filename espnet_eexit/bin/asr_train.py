@@ -18,7 +18,6 @@ the very state dict ESPnet saves into both, and the links are redone, before ESP
 """
 import os
 import sys
-import zipfile
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -36,19 +35,15 @@ def check_resumable(output_dir: Path) -> None:
     """Raise :class:`EarlyExitConfigError` if ``output_dir/checkpoint.pth`` exists but is not a
     complete ``torch.save`` archive (its zip directory, written last, is missing)."""
     checkpoint = Path(output_dir) / "checkpoint.pth"
-    if not checkpoint.exists():
+    if not checkpoint.exists() or is_complete_checkpoint(checkpoint):
         return
-    try:
-        with zipfile.ZipFile(checkpoint):
-            pass
-    except (zipfile.BadZipFile, OSError) as e:  # torch.save writes the zip directory last
-        epochs = sorted((int(p.name[: -len("epoch.pth")]), p) for p in Path(output_dir).glob("*epoch.pth")
-                        if p.name[: -len("epoch.pth")].isdigit())
-        restart = f"; or start from the last complete epoch's weights with --init_param {epochs[-1][1]}" if epochs else ""
-        raise EarlyExitConfigError(
-            f"{checkpoint} cannot be resumed from: it is incomplete ({e}; a run killed while saving "
-            f"it?). Move it away to train from the start{restart}"
-        )
+    epochs = sorted((int(p.name[: -len("epoch.pth")]), p) for p in Path(output_dir).glob("*epoch.pth")
+                    if p.name[: -len("epoch.pth")].isdigit() and is_complete_checkpoint(p))
+    restart = f"; or start from the last complete epoch's weights with --init_param {epochs[-1][1]}" if epochs else ""
+    raise EarlyExitConfigError(
+        f"{checkpoint} cannot be resumed from: it is incomplete (no zip directory, which torch.save "
+        f"writes last: a run killed while saving it?). Move it away to train from the start{restart}"
+    )
 
 
 def restore_epoch_files(output_dir: Path, best_model_criterion: Sequence[Sequence[str]]) -> List[Path]:

@@ -33,9 +33,9 @@ def check_policy_specs(specs: str) -> None:
 
 
 def check_exit_layers(config: Path, exit_layers: str) -> None:
-    from espnet_eexit.bin.show_exits import exits_of_config_file
+    from espnet_eexit.bin.show_exits import exit_layers_of_config_file
 
-    exits, _ = exits_of_config_file(config)
+    exits = exit_layers_of_config_file(config)
     for value in exit_layers.split():
         if not value.isdigit() or int(value) not in exits:
             raise EarlyExitConfigError(

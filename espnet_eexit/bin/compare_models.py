@@ -13,27 +13,22 @@ of each depth, each contributing its one exit. Rows = encoder depth k/L; cells =
 Without ``--num_layers`` each model's L is read from its config.yaml (``<decode_dir>/..``), so
 backbones of different depths share one table (e.g. a 12-layer Conformer's exit 6 and a 4-layer
 Whisper's exit 2 are both depth 0.50). The training time of each model, summed over the epochs of
-ESPnet's ``train.log`` (train + valid), is listed under the table: the comparison is meant at
-the same training budget, and this says whether it was.
+ESPnet's ``train.log`` (train + valid) and the rotated logs of a resumed training's earlier
+runs (``espnet_eexit.bin.training_time``: each epoch once), is listed under the table: the
+comparison is meant at the same training budget, and this says whether it was.
 """
 import argparse
-import re
 import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from espnet_eexit.bin.exit_results import collect, update_section
+from espnet_eexit.bin.training_time import training_time
 
 Exit = Tuple[int, int]  # (exit layer k, encoder layers L)
 Columns = Dict[str, Dict[Exit, Dict[str, float]]]  # label -> exit -> {"wer": x, "cer": y}
 
-_EPOCH_RESULTS = re.compile(r"\(trainer:\d+\) INFO: (\d+)epoch results: (.*)$")
-# humanfriendly.format_timespan, as ESPnet's reporter writes a section's time: "time=1 hour, 2
-# minutes and 5.3 seconds"
-_TIMESPAN = re.compile(r"\btime=((?:[\d.]+ (?:day|hour|minute|second)s?(?:, | and )?)+)")
-_TIMESPAN_PART = re.compile(r"([\d.]+) (day|hour|minute|second)s?\b")
-_SECONDS = {"day": 86400.0, "hour": 3600.0, "minute": 60.0, "second": 1.0}
 
 
 def parse_pair(text: str) -> Tuple[str, Path]:
@@ -53,25 +48,6 @@ def model_layers(decode_dir: Path) -> int:
         raise FileNotFoundError(f"{config}: missing (the model's config, for its number of layers; "
                                 f"or give --num_layers)")
     return exits_of_config_file(config)[1]
-
-
-def training_seconds(train_log: Path) -> Optional[float]:
-    """Seconds of training in an ESPnet train.log: the ``time=`` of every section ([train],
-    [valid], ...) of each ``<N>epoch results`` line, the last line of each epoch (a resumed run
-    repeats none, but a log may be appended to). None without such lines."""
-    per_epoch: Dict[int, float] = {}
-    if not train_log.is_file():
-        return None
-    with open(train_log, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            m = _EPOCH_RESULTS.search(line)
-            if not m:
-                continue
-            spans = _TIMESPAN.findall(m.group(2))
-            per_epoch[int(m.group(1))] = sum(
-                float(n) * _SECONDS[unit] for span in spans for n, unit in _TIMESPAN_PART.findall(span)
-            )
-    return sum(per_epoch.values()) if per_epoch else None
 
 
 def gather(pairs: List[Tuple[str, Path]], test_set: str, num_layers: Optional[int]) -> Columns:
@@ -120,12 +96,13 @@ def timing_markdown(pairs: List[Tuple[str, Path]]) -> str:
     """One line per model: its training time from train.log (empty when no log has epochs)."""
     rows = []
     for label, decode_dir in pairs:
-        seconds = training_seconds(decode_dir.parent / "train.log")
-        if seconds is not None:
-            rows.append(f"| {label} | `{decode_dir.parent.name}` | {seconds / 60:.1f} |")
+        spent = training_time(decode_dir.parent)
+        if spent is not None and spent.seconds is not None:
+            rows.append(f"| {label} | `{decode_dir.parent.name}` | {spent.seconds / 60:.1f} |")
     if not rows:
         return ""
-    return "\n".join(["", "Training time (ESPnet's per-epoch train + valid time in train.log):", "",
+    return "\n".join(["", "Training time (ESPnet's per-epoch train + valid time in train.log and the "
+                           "train.N.log of resumed runs, each epoch once: espnet_eexit.bin.training_time):", "",
                       "| column | model | training (min) |", "|---|---|---|", *rows, ""])
 
 

@@ -2,6 +2,10 @@
 
     python -m espnet_eexit.bin.show_exits exp/asr_train/config.yaml            # -> 2 4 6
     python -m espnet_eexit.bin.show_exits --num_layers exp/asr_train/config.yaml  # -> 6
+
+Nothing is built. Exits the config lists (encoder_conf.exit_layers) are answered from it alone;
+the number of layers of a pretrained backbone (wav2vec2/WavLM hf_model, whisper_model) comes from
+its saved config.json when it is a local directory, else from the Hugging Face Hub (or its cache).
 """
 import argparse
 import sys
@@ -54,11 +58,29 @@ def exits_of_config(config: dict) -> Tuple[List[int], int]:
     from espnet_eexit.encoder.early_exit import validate_exit_layers
 
     cls, conf = _encoder_class_and_conf(config)
-    num_layers = cls.layers_in_config(conf)
+    num_layers = cls.layers_listed_in_config(conf)
+    if num_layers is None:  # in a pretrained backbone's own config (a Hub id: may need the network)
+        num_layers = cls.layers_in_config(conf)
     exits = conf.get("exit_layers")
     if exits is None:
         exits = cls.default_exit_layers(num_layers)
     return validate_exit_layers(exits, num_layers), num_layers
+
+
+def exit_layers_of_config(config: dict) -> List[int]:
+    """The exit layers of an ESPnet ASR training config. When it lists them (``encoder_conf.
+    exit_layers``) they are answered from it: nothing is built, and a pretrained backbone's own
+    config (a Hub id) is not read; then the layer count is checked only if the config (or a
+    local backbone directory it names) gives it, as asr_train checked it when it built the model."""
+    from espnet_eexit.encoder.early_exit import validate_exit_layers
+
+    cls, conf = _encoder_class_and_conf(config)
+    exits = conf.get("exit_layers")
+    if exits is None:  # the backbone's default placement depends on its layer count
+        return exits_of_config(config)[0]
+    if isinstance(exits, (str, bytes)) or not hasattr(exits, "__iter__"):
+        raise EarlyExitConfigError(f"encoder_conf.exit_layers={exits!r}: not a list of layer numbers")
+    return validate_exit_layers(exits, cls.layers_listed_in_config(conf))
 
 
 def max_input_seconds_of_config(config: dict) -> Optional[float]:
@@ -70,9 +92,18 @@ def max_input_seconds_of_config(config: dict) -> Optional[float]:
 def exits_of_config_file(config: Path) -> Tuple[List[int], int]:
     """:func:`exits_of_config` of a config.yaml written by asr_train (:func:`early_exit_model_config`);
     errors name the file."""
+    return _of_config_file(exits_of_config, config)
+
+
+def exit_layers_of_config_file(config: Path) -> List[int]:
+    """:func:`exit_layers_of_config` of a config.yaml written by asr_train; errors name the file."""
+    return _of_config_file(exit_layers_of_config, config)
+
+
+def _of_config_file(read, config: Path):
     parsed = early_exit_model_config(config)
     try:
-        return exits_of_config(parsed)
+        return read(parsed)
     except EarlyExitConfigError as e:
         raise EarlyExitConfigError(f"{config}: {e}") from e
 
@@ -99,12 +130,14 @@ def main(cmd=None) -> None:
     parser.add_argument("--num_layers", action="store_true", help="print the number of layers instead")
     args = parser.parse_args(cmd)
     try:
-        exits, num_layers = exits_of_config_file(args.config)
+        if args.num_layers:
+            print(exits_of_config_file(args.config)[1])
+        else:  # listed exits are answered from the config alone
+            print(" ".join(map(str, exit_layers_of_config_file(args.config))))
     except EarlyExitConfigError as e:
         parser.error(str(e))
     except OSError as e:  # a backbone's config unreadable
         parser.error(f"{args.config}: {e}")
-    print(num_layers if args.num_layers else " ".join(map(str, exits)))
 
 
 if __name__ == "__main__":

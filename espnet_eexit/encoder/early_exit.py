@@ -108,16 +108,22 @@ def default_exit_layers(num_blocks: int) -> List[int]:
     return exits
 
 
-def validate_exit_layers(exit_layers: Sequence[int], num_blocks: int) -> List[int]:
-    """Return ``exit_layers`` as a list, or raise one clear error naming the option."""
+def validate_exit_layers(exit_layers: Sequence[int], num_blocks: Optional[int]) -> List[int]:
+    """Return ``exit_layers`` as a list, or raise one clear error naming the option.
+
+    ``num_blocks`` None: the number of layers is not known (it lives in a pretrained backbone's own
+    config): everything but the upper bound is checked."""
     exits = list(exit_layers)
-    allowed = f"1-based layer indices in 1..{num_blocks} (num_blocks), strictly increasing"
+    if num_blocks is None:
+        allowed = "1-based layer indices, strictly increasing"
+    else:
+        allowed = f"1-based layer indices in 1..{num_blocks} (num_blocks), strictly increasing"
     if len(exits) == 0:
         raise EarlyExitConfigError(f"exit_layers is empty: give at least one exit ({allowed})")
     bad = [k for k in exits if not isinstance(k, int) or isinstance(k, bool)]
     if bad:
         raise EarlyExitConfigError(f"exit_layers={exits}: {bad} are not integers ({allowed})")
-    out_of_range = [k for k in exits if k < 1 or k > num_blocks]
+    out_of_range = [k for k in exits if k < 1 or (num_blocks is not None and k > num_blocks)]
     if out_of_range:
         raise EarlyExitConfigError(
             f"exit_layers={exits}: {out_of_range} out of range; exits must be {allowed}"
@@ -251,6 +257,13 @@ class EarlyExitEncoderMixin:
         """The number of layers of the encoder that ``encoder_conf`` (complete with the class's
         defaults) builds, without building it (``show_exits`` in shell recipes)."""
         return int(encoder_conf["num_blocks"])
+
+    @classmethod
+    def layers_listed_in_config(cls, encoder_conf: dict) -> Optional[int]:
+        """:meth:`layers_in_config` when ``encoder_conf`` itself (or a local file it names) says it,
+        None when counting would need more (a pretrained backbone on the Hub): never builds
+        anything nor reaches for the network (``show_exits`` answers listed exits with it)."""
+        return cls.layers_in_config(encoder_conf)
 
     @classmethod
     def max_input_seconds_in_config(cls, encoder_conf: dict) -> Optional[float]:

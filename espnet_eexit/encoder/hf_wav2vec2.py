@@ -24,7 +24,7 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 
 from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, EncoderState
-from espnet_eexit.encoder.hf_attention import bidirectional_padding_mask
+from espnet_eexit.encoder.hf_attention import bidirectional_padding_mask, layers_in_saved_config
 from espnet_eexit.encoder.waveform import as_waveforms, check_waveform_input_size
 from espnet_eexit.errors import EarlyExitConfigError
 
@@ -167,6 +167,11 @@ class EarlyExitHFWav2Vec2Encoder(EarlyExitEncoderMixin, AbsEncoder):
         from transformers import AutoConfig
 
         return int(AutoConfig.from_pretrained(os.path.expanduser(encoder_conf["hf_model"])).num_hidden_layers)
+
+    @classmethod
+    def layers_listed_in_config(cls, encoder_conf: dict) -> Optional[int]:
+        """From the ``config.json`` of a local ``hf_model`` directory; None for a Hub id."""
+        return layers_in_saved_config(encoder_conf["hf_model"], "num_hidden_layers")
 
     @property
     def encoders(self) -> torch.nn.ModuleList:

@@ -25,7 +25,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
 from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, EncoderState
-from espnet_eexit.encoder.hf_attention import bidirectional_padding_mask
+from espnet_eexit.encoder.hf_attention import bidirectional_padding_mask, layers_in_saved_config
 from espnet_eexit.encoder.waveform import as_waveforms, check_waveform_input_size
 from espnet_eexit.errors import EarlyExitConfigError
 
@@ -231,6 +231,11 @@ class EarlyExitWhisperEncoder(EarlyExitEncoderMixin, AbsEncoder):
     def layers_in_config(cls, encoder_conf: dict) -> int:
         config = load_whisper_config(encoder_conf["whisper_model"], encoder_conf.get("download_dir"))
         return int(config.encoder_layers)
+
+    @classmethod
+    def layers_listed_in_config(cls, encoder_conf: dict) -> Optional[int]:
+        """From the ``config.json`` of a local ``whisper_model`` directory; None for a Hub id."""
+        return layers_in_saved_config(encoder_conf["whisper_model"], "encoder_layers")
 
     @classmethod
     def max_input_seconds_in_config(cls, encoder_conf: dict) -> float:

@@ -263,11 +263,56 @@ def _export(module: torch.nn.Module, args, path: Path, inputs: List[str], output
     onnx.checker.check_model(str(path))
 
 
+class _QuantiserInfo(logging.Filter):
+    """Drops the INFO/DEBUG records that onnxruntime's quantiser logs through the root logger
+    (``logging.info`` per tensor: hundreds per graph); its warnings pass."""
+
+    def __init__(self, package_dir: str):
+        super().__init__()
+        self.package_dir = package_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.pathname.startswith(self.package_dir)
+
+
+@contextlib.contextmanager
+def quiet_quantiser():
+    """While it is active, onnxruntime's quantiser logs warnings only (the root logger's filters
+    and the ``onnxruntime.quantization`` logger's level are restored after)."""
+    import os
+
+    import onnxruntime.quantization
+
+    package_dir = os.path.dirname(onnxruntime.quantization.__file__) + os.sep
+    quiet, named = _QuantiserInfo(package_dir), logging.getLogger("onnxruntime.quantization")
+    level = named.level
+    logging.getLogger().addFilter(quiet)  # its module-level logging.info calls
+    named.setLevel(logging.WARNING)  # its modules' own loggers
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(quiet)
+        named.setLevel(level)
+
+
 def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantisation (weights int8, activations quantised on the fly)."""
+    """Dynamic int8 quantisation (weights int8, activations quantised on the fly), quietly."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    with quiet_quantiser():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def _describe(graph: dict, whisper: bool) -> str:
+    """What a graph of the manifest holds, for the export's one line per graph."""
+    if graph["name"] == "front_end":
+        return "front end"
+    if "exit_layer" in graph:
+        head = "output for its decoder" if whisper else "CTC head"
+        return f"layers {graph['from_layer'] + 1}-{graph['exit_layer']} and exit {graph['exit_layer']}'s {head}"
+    if graph["name"].startswith("cross_kv"):
+        return f"exit {graph['decoder_of']}'s decoder: cross-attention keys/values"
+    return f"exit {graph['decoder_of']}'s decoder: one greedy step"
 
 
 def _sha256(path: Path) -> str:
@@ -293,7 +338,7 @@ def _export_graphs(model: EarlyExitASRModel, output_dir: Path, feats: torch.Tens
         carried = front(feats, feats_lengths)  # (hidden, [pos_emb], lengths)
     names = ["hidden", "pos_emb", "lengths"] if len(carried) == 3 else ["hidden", "lengths"]
     axes = {"hidden": {0: "batch", 1: "steps"}, "pos_emb": {1: "positions"}, "lengths": {0: "batch"}}
-    logging.info("exporting %s", path)
+    logging.debug("exporting %s", path)
     _export(front, (feats, feats_lengths), path, ["feats", "feats_lengths"], names,
             {**front_axes, **{n: axes[n] for n in names}})
     graphs.append(dict(name="front_end", file=path.name))
@@ -302,8 +347,7 @@ def _export_graphs(model: EarlyExitASRModel, output_dir: Path, feats: torch.Tens
     for layer in model.exit_layers:
         segment = ExitSegmentGraph(model, previous, layer)
         path = output_dir / f"exit{layer}.onnx"
-        logging.info("exporting %s (layers %d-%d and exit %d's %s)", path, previous + 1, layer, layer,
-                     "output" if whisper else "CTC head")
+        logging.debug("exporting %s", path)
         _export(segment, tuple(carried), path, names, ["hidden_out", exit_output],
                 {**{n: axes[n] for n in names},
                  "hidden_out": {0: "batch", 1: "steps"}, exit_output: {0: "batch", 1: "steps"}})
@@ -326,7 +370,7 @@ def _export_whisper_decoder(model: EarlyExitASRModel, layer: int, memory: torch.
     decoder = model.decoder_for_exit(layer)
     kv_graph, step_graph = CrossKeysValuesGraph(decoder), DecoderStepGraph(decoder)
     kv_path, step_path = output_dir / f"cross_kv{layer}.onnx", output_dir / f"decoder{layer}.onnx"
-    logging.info("exporting %s and %s (exit %d's decoder)", kv_path, step_path, layer)
+    logging.debug("exporting %s and %s", kv_path, step_path)
     _export(kv_graph, (memory,), kv_path, ["memory"], ["cross_kv"],
             {"memory": {0: "batch", 1: "steps"}, "cross_kv": {2: "batch", 4: "steps"}})
     with torch.no_grad():
@@ -426,14 +470,17 @@ def export_model(
         path = output_dir / graph["file"]
         graph["bytes"] = path.stat().st_size
         graph["sha256"] = _sha256(path)
+        int8_note = ""
         if quantize == "int8":
             int8 = path.with_name(path.stem + ".int8.onnx")
             source = output_dir / graph.pop("int8_source", graph["file"])
-            logging.info("quantising %s -> %s", source.name, int8.name)
             quantize_int8(source, int8)
             if source != path:
                 source.unlink()
             graph["int8_file"], graph["int8_bytes"] = int8.name, int8.stat().st_size
+            int8_note = f"; int8: {int8.name} {graph['int8_bytes'] / 1e6:.2f} MB"
+        # one line per graph (onnxruntime's quantiser would log hundreds per graph: quiet_quantiser)
+        logging.info("wrote %s (%s): %.2f MB%s", path, _describe(graph, whisper), graph["bytes"] / 1e6, int8_note)
 
     if token_type == "bpe":
         shutil.copyfile(bpemodel, output_dir / "bpe.model")

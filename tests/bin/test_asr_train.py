@@ -31,6 +31,23 @@ def test_complete_checkpoint_passes_truncated_one_is_named_with_what_to_do(tmp_p
     assert f"--init_param {tmp_path / 'cut' / '10epoch.pth'}" in message
 
 
+def test_the_complete_file_check_is_model_files_one(tmp_path, monkeypatch):
+    """One zip check (model_files.is_complete_checkpoint), also for the epoch file offered instead:
+    a truncated last epoch file is not offered."""
+    import inspect
+
+    assert "zipfile" not in inspect.getsource(asr_train)
+    _checkpoint(tmp_path / "cut", truncate=True)
+    data = (tmp_path / "cut" / "10epoch.pth").read_bytes()
+    (tmp_path / "cut" / "10epoch.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(EarlyExitConfigError, match=f"--init_param {tmp_path / 'cut' / '2epoch.pth'}$"):
+        asr_train.check_resumable(tmp_path / "cut")
+    _checkpoint(tmp_path / "ok", truncate=False)
+    monkeypatch.setattr(asr_train, "is_complete_checkpoint", lambda path: False)
+    with pytest.raises(EarlyExitConfigError, match="checkpoint.pth cannot be resumed from"):
+        asr_train.check_resumable(tmp_path / "ok")
+
+
 def test_asr_train_refuses_to_resume_from_a_truncated_checkpoint_in_one_line(tmp_path, capsys):
     _checkpoint(tmp_path / "cut", truncate=True)
     with pytest.raises(SystemExit) as err:

@@ -5,7 +5,8 @@ import pytest
 import yaml
 from espnet2.train.reporter import Reporter
 
-from espnet_eexit.bin.compare_models import main, training_seconds
+from espnet_eexit.bin.compare_models import main
+from espnet_eexit.bin.training_time import training_time
 
 # the two summary lines of sclite -o all (percentages, then counts), as espnet_eexit.scoring reads them
 SCLITE = """\
@@ -99,7 +100,7 @@ def test_training_time_sums_each_epochs_train_and_valid_time_from_train_log(tmp_
         + epoch_results_line(2, 500.25, 30.0)      # its last line counts
     )
     assert "1 hour, 2 minutes and 5.5 seconds" in log.read_text()
-    assert training_seconds(log) == pytest.approx(3725.5 + 60 + 500.25 + 30)
-    assert training_seconds(tmp_path / "missing.log") is None
+    assert training_time(exp).seconds == pytest.approx(3725.5 + 60 + 500.25 + 30)
+    assert training_time(tmp_path / "missing") is None
     main([f"m={scored(exp / 'decode', (2, 4), 0)}"])
     assert f"| m | `asr_m` | {(3725.5 + 60 + 500.25 + 30) / 60:.1f} |" in capsys.readouterr().out

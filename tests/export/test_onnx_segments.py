@@ -1,5 +1,7 @@
 """The exporter: one graph per exit span, a manifest, int8, and clear refusals."""
 import json
+import logging
+import os
 import subprocess
 import sys
 
@@ -11,11 +13,52 @@ from espnet_eexit.errors import EarlyExitConfigError
 from exported_models import export, tiny_model
 
 
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported_and_log(tmp_path_factory):
+    """The int8 export of a tiny model and what it logged at INFO and above (as export_onnx shows)."""
     tmp = tmp_path_factory.mktemp("export")
     model = tiny_model("conformer", tmp)
-    return model, export(model, tmp / "onnx", quantize="int8")
+    root, handler = logging.getLogger(), Records()
+    level = root.level
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    try:
+        out = export(model, tmp / "onnx", quantize="int8")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    return model, out, handler.records
+
+
+@pytest.fixture(scope="module")
+def exported(exported_and_log):
+    return exported_and_log[:2]
+
+
+def test_the_export_logs_one_line_per_graph_and_no_quantiser_info(exported_and_log):
+    model, out, records = exported_and_log
+    import onnxruntime.quantization
+
+    quantiser = os.path.dirname(onnxruntime.quantization.__file__)
+    assert not [r.getMessage() for r in records if r.pathname.startswith(quantiser) and r.levelno < logging.WARNING]
+    manifest = json.loads((out / "model.json").read_text())
+    lines = [r.getMessage() for r in records if r.levelno == logging.INFO]
+    assert len(lines) == len(manifest["graphs"]) == 1 + len(model.exit_layers)
+    for line, graph in zip(lines, manifest["graphs"]):
+        assert line.startswith(f"wrote {out / graph['file']} (") and f"int8: {graph['int8_file']} " in line
+    assert "(layers 3-4 and exit 4's CTC head)" in lines[2]
+    # the quiet is for the export only: the root logger and onnxruntime's logger are as they were
+    assert not logging.getLogger().filters
+    assert logging.getLogger("onnxruntime.quantization").level == logging.NOTSET
 
 
 def test_one_checked_graph_per_exit_span_and_a_manifest(exported):

@@ -158,37 +158,6 @@ def test_speed_perturbation_makes_sox_pipes_that_format_reads(tmp_path):
     assert abs(int(n["sp1.1-spk0-utt0"]) - 16000 / 1.1) < 50
 
 
-def _train_log(path: Path, start: str, epochs: dict) -> None:
-    """A train.log in ESPnet's format: the command line, then one "epoch results" line per epoch."""
-    lines = ["# python3 -m espnet_eexit.bin.asr_train ...",
-             f"[vm] 2026-11-25 {start},101 (trainer:324) INFO: 1/18epoch started."]
-    lines += [f"[vm] 2026-11-25 {t},710 (trainer:394) INFO: {n}epoch results: [train] loss=1.0"
-              for n, t in epochs.items()]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def test_training_time_adds_up_the_runs_of_a_resumed_training(tmp_path):
-    script = TEMPLATE / "scripts" / "training_time.sh"
-    exp = tmp_path / "asr_x"
-    exp.mkdir()
-    _train_log(exp / "train.log", "01:00:00", {1: "01:10:00"})
-    assert sh(script, exp).stdout.strip() == "1 epoch in 10 min"
-    _train_log(exp / "train.log", "01:00:00", {1: "01:10:00", 2: "01:20:30"})
-    assert sh(script, exp).stdout.strip() == "2 epochs in 20 min"
-    # Resumed twice (ESPnet's launcher rotates train.log to train.1.log, train.2.log): the first run
-    # finished epochs 1-2 (killed during 3), the second 3-4, the third 5.
-    (exp / "train.log").rename(exp / "train.2.log")
-    _train_log(exp / "train.3.log", "00:00:00", {1: "00:30:00"})  # an earlier training, not counted
-    _train_log(exp / "train.1.log", "02:00:00", {3: "02:10:00", 4: "02:19:00"})
-    _train_log(exp / "train.log", "03:00:00", {5: "03:08:59"})  # 20.5 + 19 + 9 min
-    assert sh(script, exp).stdout.strip() == "5 epochs in 48 min (3 runs: resumed 2×)"
-    _train_log(exp / "train.log", "04:00:00", {})  # a run that has not finished an epoch yet
-    assert sh(script, exp).stdout.strip() == "4 epochs in 39 min (2 runs: resumed 1×)"
-    (exp / "train.log").unlink()
-    missing = sh(script, exp)
-    assert missing.returncode != 0 and "train.log not found" in missing.stderr
-
-
 def test_setup_sh_makes_a_recipe_outside_the_repository_whose_path_sh_finds_the_venv(tmp_path):
     """`cp -r` of a recipe breaks its relative links; setup.sh links absolutely outside egs2/,
     and path.sh (a link) resolves the repository from its own target, not from the recipe."""

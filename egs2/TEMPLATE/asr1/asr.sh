@@ -454,10 +454,22 @@ write_rerun_script() {  # <dir> <stage>: <dir>/run.sh reruns the stage with this
     chmod +x "$1/run.sh"
 }
 
-launch_training() {  # <exp_dir> <stage> <valid stats to show (grep -o pattern)> <python module> <its options...>
-    local exp=$1 show=$3 pid shown="" line epoch valid
+# Progress lines while a background job <pid> runs (espnet_eexit.bin.progress: at most one every
+# 30 s; it ends when the job ends and always exits 0). The caller then waits for the job itself,
+# so the job's exit status is the job's.
+follow_progress() {  # <pid> <progress options...>
+    local pid=$1
+    shift
+    ${python} -m espnet_eexit.bin.progress --pid "${pid}" "$@" \
+        || log "WARNING: no more progress lines (the job goes on)"
+}
+
+launch_training() {  # <exp_dir> <stage> <valid stats to show (Python regex)> <python module> <its options...>
+    local exp=$1 show=$3 pid old_log
     write_rerun_script "${exp}" "$2"
     shift 3
+    # the previous run's train.log (the launcher renames it to train.1.log): not this run's progress
+    old_log=$(stat -c %i "${exp}/train.log" 2>/dev/null || echo -1)
     # ESPnet's own launcher: --ngpu/--num_nodes/--multiprocessing_distributed (nothing home-made).
     ${python} -m espnet2.bin.launch \
         --cmd "${cuda_cmd} --name ${exp}/train.log" \
@@ -468,17 +480,9 @@ launch_training() {  # <exp_dir> <stage> <valid stats to show (grep -o pattern)>
         --multiprocessing_distributed true -- \
         ${python} -m "$@" &
     pid=$!
-    # Progress: one line per finished epoch with the validation figures.
-    while kill -0 "${pid}" 2>/dev/null; do
-        sleep 5
-        line=$(grep -h "epoch results" "${exp}/train.log" 2>/dev/null | tail -n 1 || true)
-        if [ -n "${line}" ] && [ "${line}" != "${shown}" ]; then
-            shown=${line}
-            epoch=$(grep -o "[0-9]*epoch results" <<< "${line}" | grep -o "^[0-9]*")
-            valid=$(sed 's/.*\[valid\]//' <<< "${line}" | { grep -o "${show}" || true; } | tr '\n' ' ')
-            log "  epoch ${epoch}: valid ${valid}"
-        fi
-    done
+    # Progress: epoch N/M, batches done / per epoch, loss per exit, ETA (at most every 30 s), and
+    # each finished epoch's validation figures.
+    follow_progress "${pid}" train --show "${show}" --skip_inode "${old_log}" "${exp}/train.log"
     wait "${pid}" || { tail -n 30 "${exp}/train.log" >&2; log "ERROR: training failed: ${exp}/train.log"; exit 1; }
 }
 
@@ -520,7 +524,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         log "Stage 7: LM training: ${lm_exp} (log: ${lm_exp}/train.log)"
         need "${lm_stats_dir}/train/text_shape.${token_type}" "${data_feats}/lm_train.txt"
         # shellcheck disable=SC2086
-        launch_training "${lm_exp}" 7 "loss=[0-9.]*" espnet2.bin.lm_train ${lm_common_opts} \
+        launch_training "${lm_exp}" 7 "loss=[0-9.]+" espnet2.bin.lm_train ${lm_common_opts} \
             --train_data_path_and_name_and_type "${data_feats}/lm_train.txt,text,text" \
             --valid_data_path_and_name_and_type "${lm_dev_text},text,text" \
             --train_shape_file "${lm_stats_dir}/train/text_shape.${token_type}" \
@@ -581,7 +585,7 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
         _opts+="--init_param ${pretrained_model} --ignore_init_mismatch ${ignore_init_mismatch} "
     fi
     # shellcheck disable=SC2086
-    launch_training "${asr_exp}" 11 "\(cer_ctc_exit\|acc_exit\)[0-9]*=[0-9.]*" espnet_eexit.bin.asr_train ${common_opts} \
+    launch_training "${asr_exp}" 11 "(cer_ctc_exit|acc_exit)[0-9]*=[0-9.]+" espnet_eexit.bin.asr_train ${common_opts} \
         --train_data_path_and_name_and_type "${_train_dir}/wav.scp,speech,sound" \
         --train_data_path_and_name_and_type "${_train_dir}/text,text,text" \
         --valid_data_path_and_name_and_type "${_valid_dir}/wav.scp,speech,sound" \
@@ -619,9 +623,9 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
     write_rerun_script "${asr_exp}/${inference_tag}" 12
     # One decoding run = split the keys, ${_nj} jobs of asr_inference, merge the outputs.
     # Sets _logdir and _merge_nj for merge_files.
-    decode_run() {  # <out_dir> <data_dir> <asr_inference options...>
-        local data=$2 logdir=$1/logdir nj n split_files=""
-        shift 2
+    decode_run() {  # <out_dir> <data_dir> <label for the progress lines> <asr_inference options...>
+        local data=$2 logdir=$1/logdir label=$3 nj n split_files="" pid
+        shift 3
         rm -rf "${logdir}"  # no outputs of an earlier run (e.g. with more jobs) get merged
         mkdir -p "${logdir}"
         nj=$(min "${inference_nj}" "$(wc -l < "${data}/wav.scp")")
@@ -636,8 +640,11 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
                 --key_file "${logdir}/keys.JOB.scp" \
                 --asr_train_config "${asr_exp}/config.yaml" \
                 --asr_model_file "${asr_exp}/${inference_asr_model}" \
-                --output_dir "${logdir}/output.JOB" ${_opts} ${inference_args} "$@" \
-            || { tail -n 20 "${logdir}/asr_inference.1.log" >&2; exit 1; }
+                --output_dir "${logdir}/output.JOB" ${_opts} ${inference_args} "$@" &
+        pid=$!
+        follow_progress "${pid}" decode --label "${label}" --total "$(wc -l < "${data}/wav.scp")" \
+            "${logdir}/asr_inference.*.log"
+        wait "${pid}" || { tail -n 20 "${logdir}/asr_inference.1.log" >&2; exit 1; }
         _logdir=${logdir}
         _merge_nj=${nj}
     }
@@ -660,7 +667,7 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
         _data=${data_feats}/${dset}
         need "${_data}/wav.scp"
         # Every exit from one encoder pass, with every policy's confidence per exit (for the sweep).
-        decode_run "${asr_exp}/${inference_tag}/${dset}" "${_data}" --all_exits true
+        decode_run "${asr_exp}/${inference_tag}/${dset}" "${_data}" "${dset}, each of exits ${exit_layers}" --all_exits true
         for k in ${exit_layers}; do
             _dir=${asr_exp}/${inference_tag}/${dset}/exit${k}
             merge_files "${_dir}" "exit${k}/1best_recog" token token_int score text
@@ -673,7 +680,7 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
         # Dynamic exits for real: the encoder stops at each utterance's exit (depth counted by hooks).
         for spec in ${exit_policies}; do
             _dir=${asr_exp}/${inference_tag}/${dset}/policy_${spec/:/_}
-            decode_run "${_dir}" "${_data}" --exit_policy "${spec%%:*}" --exit_threshold "${spec#*:}"
+            decode_run "${_dir}" "${_data}" "${dset}, ${spec}" --exit_policy "${spec%%:*}" --exit_threshold "${spec#*:}"
             merge_files "${_dir}" 1best_recog token token_int score text
             merge_files "${_dir}" . exit bad_audio
             ${python} -m espnet_eexit.exit_info "${_dir}/exit_info" \
@@ -705,7 +712,7 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     done
     num_layers=$(${python} -m espnet_eexit.bin.show_exits --num_layers "${asr_exp}/config.yaml")
     # Facts of the run above the table: machine, versions, data, configs, training time.
-    train_time=$(scripts/training_time.sh "${asr_exp}" 2>/dev/null || echo "? (no train.log)")
+    train_time=$(scripts/training_time.sh --python "${python}" "${asr_exp}" 2>/dev/null || echo "? (no train.log)")
     lm_note=
     if ${use_lm}; then lm_note=", LM: \`${lm_exp}/${inference_lm}\` (\`${lm_config}\`)"; fi
     notes="- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(uname -m), $(nproc --all) CPU cores, ngpu ${ngpu};"
@@ -734,7 +741,7 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
     fi
     notes+="
 - config: \`${asr_config}\`, decoding: \`${inference_config}\`, checkpoint: \`${inference_asr_model}\`${lm_note}
-- training: ${train_time} (train.log timestamps)
+- training: ${train_time} (ESPnet's per-epoch train + valid time= in train.log and its resumed runs' train.N.log)
 - command: \`${run_args}\`
 - WER per exit: \`${asr_exp}/wer_per_exit.png\`"
     ${python} -m espnet_eexit.bin.exit_results "${asr_exp}/${inference_tag}" \
