@@ -198,3 +198,44 @@ def test_synth_en_whisper_configs_fine_tune_tiny_en(config, exits, per_exit, mon
     assert model.encoder.encoders[0].fc1.weight.grad.abs().sum() > 0
     above_last_exit = model.encoder.encoders[exits[-1]:]  # never run: no gradient
     assert all(p.grad is None for p in above_last_exit.parameters())
+
+
+def test_frozen_path_config_keeps_the_pretrained_model_as_its_last_exit(monkeypatch):
+    """conf/tuning/train_asr_eexit_whisper_frozen_path.yaml: ESPnet's freeze_param (applied as
+    ESPnet's AbsTask.main_worker applies it: by name prefix) leaves Whisper's encoder and the last
+    exit's decoder untouched by training, so exit 4 stays the pretrained tiny.en; the lower exits
+    learn their norms and their decoders' cross-attention only."""
+    monkeypatch.chdir(SYNTH_EN_CONF.parent)
+    tokens = (REPO / "tools/pretrained/whisper-tiny.en/tokenizer_lowercase/tokens.txt")
+    assert tokens.is_file(), f"{tokens}: missing (run tools/install.sh)"
+    args = EarlyExitASRTask.get_parser().parse_args(
+        ["--config", "conf/tuning/train_asr_eexit_whisper_frozen_path.yaml"])
+    args.token_list = tokens.read_text(encoding="utf-8").splitlines()
+    model = EarlyExitASRTask.build_model(args)
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in args.freeze_param:  # a typo would silently freeze nothing
+        assert any(n.startswith(prefix + ".") for n in names), prefix
+        for n, p in model.named_parameters():
+            if n.startswith(prefix + "."):
+                p.requires_grad = False
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    speech, lengths, _, _ = tiny_batch()
+    text = torch.tensor([[340, 338, 257, 3872], [340, 318, 257, -1]])
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        optim.zero_grad()
+        loss, stats, _ = model(speech, lengths, text, torch.tensor([4, 3]))
+        loss.backward()
+        optim.step()
+    assert stats["loss_distill_exit1"] > 0  # the lower exits also learn the last exit's distributions
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed, "nothing trained"
+    frozen_path = [n for n in names if n.startswith(("encoder.whisper.", "decoder."))]
+    assert len(frozen_path) > 100 and not changed & set(frozen_path)
+    assert all(n.startswith("encoder.exit_norms.") or ".encoder_attn" in n for n in changed), \
+        sorted(changed - {n for n in changed if ".encoder_attn" in n})[:5]
+    for k in (1, 2, 3):  # each lower exit: its norm and its decoder's cross-attention learn
+        assert any(n.startswith(f"encoder.exit_norms.{k}.") for n in changed)
+        assert any(n.startswith(f"exit_decoders.{k}.") and ".encoder_attn." in n for n in changed)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable < 0.1 * sum(p.numel() for p in model.parameters())
