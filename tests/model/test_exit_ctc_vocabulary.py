@@ -289,3 +289,30 @@ def test_a_policy_that_needs_ctc_heads_on_a_model_without_them_names_the_option(
     policy = build_exit_policy("max_posterior", threshold=0.9).bind(model.exit_layers, 4)
     with pytest.raises(EarlyExitConfigError, match="no CTC heads.*model_conf.exit_ctc_vocabulary"):
         model.encode_with_policy(torch.randn(1, 8000), torch.tensor([8000]), policy)
+
+
+def test_asr_inference_with_a_policy_on_the_heads(whisper_ctc_files, tmp_path):
+    """``python -m espnet_eexit.bin.asr_inference --exit_policy ...``: every utterance stops at
+    exit 1 (entropy <= 1 always holds) and no decoding was read to decide (exit_info)."""
+    import soundfile
+
+    from espnet_eexit.bin.asr_inference import main
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for key, seconds in (("a", 0.8), ("b", 0.5)):
+        soundfile.write(tmp_path / f"{key}.wav", rng.normal(0, 0.1, int(16000 * seconds)), 16000)
+        lines.append(f"{key} {tmp_path / f'{key}.wav'}\n")
+    (tmp_path / "wav.scp").write_text("".join(lines))
+    out = tmp_path / "out"
+    main(["--asr_train_config", str(whisper_ctc_files / "config.yaml"),
+          "--asr_model_file", str(whisper_ctc_files / "model.pth"),
+          "--data_path_and_name_and_type", f"{tmp_path / 'wav.scp'},speech,sound",
+          "--output_dir", str(out), "--ctc_weight", "0.0", "--beam_size", "1",
+          "--maxlenratio", "0.1", "--exit_policy", "entropy", "--exit_threshold", "1.0",
+          "--batch_size", "2"])
+    exits = dict(line.split(" ", 1) for line in (out / "exit").read_text().splitlines())
+    assert sorted(exits) == ["a", "b"] and all(v.split()[0] == "1" for v in exits.values())
+    info = (out / "exit_info").read_text()
+    assert "entropy" in info and "decodings_per_utterance" not in info
+    assert (out / "1best_recog" / "token_int").is_file()
