@@ -14,6 +14,11 @@ A model without CTC heads (early-exit Whisper) gives its policies and confidence
 decoders: each exit passed is decoded (:meth:`EarlyExitSpeech2Text.decode_exit`), and the decoding
 of the exit where an utterance stops is its result.
 
+A model whose CTC heads have their own small vocabulary (``model_conf.exit_ctc_vocabulary``,
+e.g. characters on early-exit Whisper) gives its policies the heads' posteriors: no decoder runs
+to decide, and the decoder of the exit where an utterance stops gives the transcript (decode with
+``ctc_weight`` 0: the heads cannot score the decoder's tokens).
+
 With ``ctc_greedy=True`` each of them takes the best path of the exit's CTC head instead (frame
 argmax, repeats merged, blanks dropped): ESPnet's CTC prefix scorer with beam 1 spends most of the
 decoding time of a small CPU model in Python steps, one per output token, while the best path
@@ -87,7 +92,6 @@ class EarlyExitSpeech2Text(Speech2Text):
             super().__init__(*args, **kwargs)
         self.ctc_greedy = ctc_greedy
         model = self.asr_model
-        self.blank_id = getattr(model, "blank_id", 0)
         self.exit_policy = None
         if not isinstance(model, EarlyExitASRModel):
             raise EarlyExitConfigError(
@@ -95,6 +99,12 @@ class EarlyExitSpeech2Text(Speech2Text):
                 f"model: eexit (this one is {type(model).__name__}); ESPnet's own ASR models decode "
                 "with espnet2.bin.asr_inference"
             )
+        self.blank_id = model.ctc_blank_id
+        if model.exit_ctc_vocabulary is not None and (ctc_weight != 0.0 or ctc_greedy):
+            raise EarlyExitConfigError(
+                "this model's CTC heads are over model_conf.exit_ctc_vocabulary (for the exit "
+                "decision), not its token list: decode with --ctc_weight 0.0 and without "
+                f"--ctc_greedy (got ctc_weight {ctc_weight}{', ctc_greedy' if ctc_greedy else ''})")
         encoder = model.encoder
         self.exit_layer = model.exit_layers[-1] if exit_layer is None else exit_layer
         encoder.check_exit_layer(self.exit_layer)

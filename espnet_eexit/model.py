@@ -15,6 +15,13 @@ Reported statistics (ESPnet logs, ``images/``, tensorboard):
   ``cer_exit<k>``, ``wer_exit<k>``: the same per exit (``k`` = layer number).
 * ``loss_distill_exit<k>`` (with ``distill_weight`` > 0): exit k's self-distillation loss.
 
+CTC heads over a small vocabulary (``exit_ctc_vocabulary``, e.g. ``characters``): the CTC heads
+(every exit's) read a second tokenisation of the same text, derived inside the model from the
+token ids (:mod:`espnet_eexit.ctc_vocabulary`), e.g. characters on early-exit Whisper, whose own
+51,864 tokens make a CTC head cost more than its decoder. The exit policies then read these heads'
+posteriors (:meth:`EarlyExitASRModel.encode_with_policy`) and the decoder runs only at the exit
+where an utterance stops. ``loss_ctc_exit<k>``/``cer_ctc_exit<k>`` are over those units.
+
 Self-distillation (``distill_weight``): every exit below the last also learns the last exit's
 posteriors, ``loss_k += w_k * (ctc_weight * KL_ctc + (1 - ctc_weight) * KL_att)``: KL_ctc =
 KL(p_last || p_k) of the CTC heads summed over valid frames, KL_att the same for the decoders' token
@@ -33,12 +40,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from espnet2.asr.ctc import CTC
 from espnet2.asr.decoder.linear_decoder import LinearDecoder
 from espnet2.asr.espnet_model import ESPnetASRModel, autocast, autocast_type
 from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet.nets.e2e_asr_common import ErrorCalculator
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask, pad_list, th_accuracy
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 
+from espnet_eexit.ctc_vocabulary import BLANK, SPACE, ExitCTCVocabulary, resolve_units
 from espnet_eexit.encoder.early_exit import EarlyExitEncoderMixin, ExitOutput
 from espnet_eexit.errors import EarlyExitConfigError
 from espnet_eexit.exit_policy import ExitPoint, ExitPolicy, Stopwatch
@@ -147,6 +157,14 @@ def _fresh_copy(module: torch.nn.Module) -> torch.nn.Module:
     return clone
 
 
+def _ctc_over(ctc: CTC, odim: int) -> CTC:
+    """ESPnet's ``CTC`` configured as ``ctc`` (dropout, loss type, reduction) over ``odim`` units:
+    Linear(D, odim) + log-softmax, freshly initialised."""
+    return CTC(odim=odim, encoder_output_size=ctc.ctc_lo.in_features, dropout_rate=ctc.dropout_rate,
+               ctc_type=ctc.ctc_type, reduce=ctc.reduce,
+               zero_infinity=bool(getattr(ctc.ctc_loss, "zero_infinity", True)))
+
+
 class EarlyExitASRModel(ESPnetASRModel):
     """ESPnet's :class:`ESPnetASRModel` with one CTC (and decoder) per encoder exit.
 
@@ -160,6 +178,11 @@ class EarlyExitASRModel(ESPnetASRModel):
         distill_weight: self-distillation weight of each exit below the last (one number for all,
             or one per exit below the last); 0 = off. Distils the CTC heads, the decoders, or both,
             in the proportions of ``ctc_weight``.
+        exit_ctc_vocabulary: the CTC heads' own small vocabulary (module doc): ``"characters"``
+            (a-z, apostrophe, word separator), a string of characters or a list of them; every
+            exit gets a head Linear(D, units + blank) over it. None (default): the CTC heads are
+            over the token list. Needs 0 < ``ctc_weight`` < 1 and an attention decoder (which
+            gives the transcript).
         **kwargs: every argument of :class:`ESPnetASRModel` (``ctc_weight``, ``lsm_weight``, ...);
             ``interctc_weight`` must stay 0 (exits replace InterCTC).
     """
@@ -176,6 +199,7 @@ class EarlyExitASRModel(ESPnetASRModel):
         decoder_per_exit: Optional[bool] = None,
         exit_loss_weights: Union[str, List[float]] = "sum",
         distill_weight: Union[float, List[float]] = 0.0,
+        exit_ctc_vocabulary: Optional[Union[str, List[str]]] = None,
         **kwargs,
     ):
         if not isinstance(encoder, EarlyExitEncoderMixin):
@@ -213,6 +237,12 @@ class EarlyExitASRModel(ESPnetASRModel):
             raise EarlyExitConfigError(
                 "share_ctc_head: true contradicts ctc_weight: 0.0 (no CTC head is trained)"
             )
+        if exit_ctc_vocabulary is not None and not (0.0 < ctc_weight < 1.0 and decoder is not None):
+            raise EarlyExitConfigError(
+                f"exit_ctc_vocabulary={exit_ctc_vocabulary!r} needs 0 < ctc_weight < 1 and an "
+                f"attention decoder (the heads decide, the decoder transcribes); got ctc_weight "
+                f"{ctc_weight}{'' if decoder is not None else ' and no decoder'}")
+        units = None if exit_ctc_vocabulary is None else resolve_units(exit_ctc_vocabulary)
         weights = resolve_exit_loss_weights(exit_loss_weights, encoder.num_exits)
         distill = resolve_distill_weights(distill_weight, encoder.num_exits)
 
@@ -232,6 +262,16 @@ class EarlyExitASRModel(ESPnetASRModel):
         self.decoder_per_exit = uses_attention if decoder_per_exit is None else decoder_per_exit
         # Exit at which ESPnet's encode() stops (Speech2Text and friends); None = last exit.
         self.inference_exit_layer: Optional[int] = None
+        # The CTC heads' own small vocabulary: ESPnet's head over the token list is replaced by
+        # one over the units (the same class and options), and CER is counted over the units.
+        self.exit_ctc_vocabulary: Optional[ExitCTCVocabulary] = None
+        if units is not None:
+            self.exit_ctc_vocabulary = ExitCTCVocabulary(token_list, units)
+            self.ctc = _ctc_over(self.ctc, len(self.exit_ctc_vocabulary))
+        self.ctc_error_calculator = self.error_calculator
+        if units is not None and self.error_calculator is not None:
+            self.ctc_error_calculator = ErrorCalculator(
+                self.exit_ctc_vocabulary.units, SPACE, BLANK, report_cer=True, report_wer=False)
 
         intermediate = [str(k) for k in self.exit_layers[:-1]]
         self.exit_ctcs = torch.nn.ModuleDict()
@@ -245,6 +285,21 @@ class EarlyExitASRModel(ESPnetASRModel):
             self.exit_decoders.update({k: copy_of(self.decoder) for k in intermediate})
 
     # ------------------------------------------------------------------ heads
+    @property
+    def ctc_blank_id(self) -> int:
+        """Index of the blank in the CTC heads' outputs."""
+        vocabulary = self.exit_ctc_vocabulary
+        return self.blank_id if vocabulary is None else vocabulary.blank_id
+
+    def ctc_targets(
+        self, text: torch.Tensor, text_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The CTC heads' targets: (B, L) token ids (-1 padded), (B,) -> the same, or with
+        ``exit_ctc_vocabulary`` (B, L') unit ids (-1 padded) and (B,) their lengths."""
+        if self.exit_ctc_vocabulary is None:
+            return text, text_lengths
+        return self.exit_ctc_vocabulary.targets(text, text_lengths)
+
     def ctc_for_exit(self, layer: int) -> Optional[torch.nn.Module]:
         """The CTC head of the exit after ``layer`` (None for an attention-only model)."""
         self.encoder.check_exit_layer(layer)
@@ -382,9 +437,9 @@ class EarlyExitASRModel(ESPnetASRModel):
                                     hypotheses=decoded.hypotheses, nbest_scores=decoded.nbest_scores)
                 else:
                     raise EarlyExitConfigError(
-                        f"exit policy '{policy.name}' reads CTC posteriors, but this model has "
-                        "no CTC head (ctc_weight 0) and no exit decoding was given: use "
-                        "--exit_policy fixed or budget"
+                        f"exit policy '{policy.name}' reads CTC posteriors, but this model has no "
+                        "CTC heads (ctc_weight 0): train it with model_conf.exit_ctc_vocabulary "
+                        "(e.g. characters) and ctc_weight > 0, or use --exit_policy fixed or budget"
                     )
             point = ExitPoint(
                 layer=layer,
@@ -392,7 +447,7 @@ class EarlyExitASRModel(ESPnetASRModel):
                 num_layers=encoder.num_layers,
                 elapsed_s=clock.elapsed(),
                 front_end_s=front_end_s,
-                blank_id=self.blank_id,
+                blank_id=self.ctc_blank_id,
                 utterances=running.numpy(),
                 **evidence,
             )
@@ -416,9 +471,9 @@ class EarlyExitASRModel(ESPnetASRModel):
     def _exit_ctc_loss(self, head, out: ExitOutput, text, text_lengths):
         loss = head(out.hidden, out.lengths, text, text_lengths)
         cer = None
-        if not self.training and self.error_calculator is not None:
+        if not self.training and self.ctc_error_calculator is not None:
             hyp = head.argmax(out.hidden).data
-            cer = self.error_calculator(hyp.cpu(), text.cpu(), is_ctc=True)
+            cer = self.ctc_error_calculator(hyp.cpu(), text.cpu(), is_ctc=True)
         return loss, cer
 
     def _exit_att_loss(self, decoder, out: ExitOutput, text, text_lengths):
@@ -431,14 +486,19 @@ class EarlyExitASRModel(ESPnetASRModel):
             cer, wer = self.error_calculator(decoder_out.argmax(dim=-1).cpu(), text.cpu())
         return loss, acc, cer, wer, decoder_out, ys_out != self.ignore_id
 
-    def _exit_head_losses(self, out: ExitOutput, text, text_lengths, stats) -> Dict[str, torch.Tensor]:
+    def _exit_head_losses(
+        self, out: ExitOutput, text, text_lengths, stats, ctc_text=None
+    ) -> Dict[str, torch.Tensor]:
         """Exit ``out.layer``'s CTC and attention losses (``"ctc"``, ``"att"``), its decoder's
         (B, U+1, V) output and valid-token mask (``"decoder_out"``, ``"token_mask"``); its
-        statistics go into ``stats``."""
+        statistics go into ``stats``. ``ctc_text``: the CTC targets (:meth:`ctc_targets`, default
+        ``text``): (B, L') and (B,)."""
         k = out.layer
         head: Dict[str, torch.Tensor] = {}
         if self.ctc_weight > 0.0:
-            head["ctc"], cer_ctc = self._exit_ctc_loss(self.ctc_for_exit(k), out, text, text_lengths)
+            ctc_text, ctc_lengths = (text, text_lengths) if ctc_text is None else ctc_text
+            head["ctc"], cer_ctc = self._exit_ctc_loss(
+                self.ctc_for_exit(k), out, ctc_text, ctc_lengths)
             stats[f"loss_ctc_exit{k}"] = head["ctc"].detach()
             stats[f"cer_ctc_exit{k}"] = cer_ctc
         if self.ctc_weight < 1.0:
@@ -502,7 +562,8 @@ class EarlyExitASRModel(ESPnetASRModel):
         total = 0.0
         stats: Dict[str, Optional[torch.Tensor]] = {}
         outs = self.encode_exits(speech, speech_lengths)
-        heads = [self._exit_head_losses(out, text, text_lengths, stats) for out in outs]
+        ctc_text = self.ctc_targets(text, text_lengths) if self.ctc_weight > 0.0 else None
+        heads = [self._exit_head_losses(out, text, text_lengths, stats, ctc_text) for out in outs]
         teacher = self._distillation_teacher(outs[-1], heads[-1])
         for i, (weight, out, head) in enumerate(zip(self.exit_loss_weights, outs, heads)):
             k = out.layer

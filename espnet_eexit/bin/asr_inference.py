@@ -21,6 +21,11 @@ Every option of ``espnet2.bin.asr_inference`` works. Outputs (ESPnet's layout):
 With a policy or ``--all_exits``, ``--batch_size`` may exceed 1: utterances that exit drop out of
 the batch and the rest go on.
 
+The policies read each exit's CTC posteriors; on early-exit Whisper trained without CTC heads they
+read each exit's decoding instead (a decoding per exit passed), and on one trained with
+``model_conf.exit_ctc_vocabulary`` (character CTC heads) the heads, so that only the exit where an
+utterance stops is decoded (decode such a model with ``--ctc_weight 0.0``).
+
 Before decoding, the config must be an early-exit ASR model's (another project's or ESPnet task's
 config: one line naming it), and every file of the list is checked
 (:mod:`espnet_eexit.audio_inputs`): audio at another sample rate than the model's stops the run

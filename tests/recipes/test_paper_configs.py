@@ -239,3 +239,36 @@ def test_frozen_path_config_keeps_the_pretrained_model_as_its_last_exit(monkeypa
         assert any(n.startswith(f"exit_decoders.{k}.") and ".encoder_attn." in n for n in changed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable < 0.1 * sum(p.numel() for p in model.parameters())
+
+
+def test_synth_en_whisper_frozen_path_ctc_config_trains_character_heads_only_around_the_frozen_path(
+        monkeypatch):
+    """The frozen-path config with character CTC heads, on the real tiny.en, frozen as asr_train
+    freezes it (freeze_param): one step gives every exit's head a gradient (the last exit's too)
+    and none to the frozen path; each exit's loss is 0.3 CTC over characters + 0.7 attention."""
+    monkeypatch.chdir(SYNTH_EN_CONF.parent)
+    tokens = (REPO / "tools/pretrained/whisper-tiny.en/tokenizer_lowercase/tokens.txt")
+    assert tokens.is_file(), f"{tokens}: missing (run tools/install.sh)"
+    config = "conf/tuning/train_asr_eexit_whisper_frozen_path_ctc.yaml"
+    args = EarlyExitASRTask.get_parser().parse_args(["--config", config])
+    args.token_list = tokens.read_text(encoding="utf-8").splitlines()
+    model = EarlyExitASRTask.build_model(args)
+    for name, p in model.named_parameters():  # as ESPnet's AbsTask does with freeze_param
+        if any(name.startswith(t + ".") or name == t for t in args.freeze_param):
+            p.requires_grad = False
+    heads = [model.ctc_for_exit(k) for k in model.exit_layers]
+    assert model.ctc_weight == 0.3 and len({id(h) for h in heads}) == 4
+    assert all(h.ctc_lo.weight.shape == (29, 384) and h.ctc_lo.weight.requires_grad for h in heads)
+    speech, lengths, _, _ = tiny_batch()
+    text = torch.tensor([[340, 338, 257, 3872], [340, 318, 257, -1]])  # " it's a truth", " it is a"
+    targets, target_lengths = model.ctc_targets(text, torch.tensor([4, 3]))
+    assert model.exit_ctc_vocabulary.decode(targets[0, : target_lengths[0]]) == "it's a truth"
+    loss, stats, _ = model(speech, lengths, text, torch.tensor([4, 3]))
+    loss.backward()
+    for i, k in enumerate(model.exit_layers):
+        joint = 0.3 * stats[f"loss_ctc_exit{k}"] + 0.7 * stats[f"loss_att_exit{k}"]
+        distill = stats[f"loss_distill_exit{k}"] if i < 3 else 0.0
+        assert torch.allclose(stats[f"loss_exit{k}"], joint + distill, rtol=1e-5), k
+        assert heads[i].ctc_lo.weight.grad.abs().sum() > 0, k
+    assert all(p.grad is None for p in model.decoder.parameters())
+    assert all(p.grad is None for p in model.encoder.whisper.parameters())
