@@ -11,7 +11,10 @@ setup(
     python_requires=">=3.9",
     # espnet 202511 pins setuptools<74 while torch 2.13 needs >=77: tools/install.sh installs espnet
     # with --no-deps and resolves its requirements against the installed torch.
-    install_requires=["espnet>=202511", "torch>=2.0", "sentencepiece", "kaldiio", "PyYAML"],
-    extras_require={"test": ["pytest"], "plot": ["matplotlib"], "onnx": ["onnx", "onnxruntime"]},
+    # The torch-free runtime (policies, errors, the ONNX runtime) is its own distribution in runtime/:
+    # install both from a checkout with `pip install ./runtime .` (tools/install.sh: editable).
+    install_requires=["espnet-eexit-runtime==0.1.0", "espnet>=202511", "torch>=2.0", "sentencepiece",
+                      "kaldiio", "PyYAML"],
+    extras_require={"test": ["pytest"], "plot": ["matplotlib"], "onnx": ["onnx"]},
     license="Apache-2.0",
 )

@@ -1,13 +1,7 @@
-"""Reading Kaldi-style data-dir files (``<key> <value...>`` per line)."""
-from pathlib import Path
-from typing import Dict
+"""This name is :mod:`eexit_runtime.datadir` (the same module object), which lives in the
+torch-free runtime distribution (``runtime/``, ``pip install ./runtime``)."""
+import sys
 
+from eexit_runtime import datadir
 
-def read_kaldi_text(path: Path) -> Dict[str, str]:
-    """``{key: rest of the line}`` of a Kaldi ``text``-like file (empty value when none)."""
-    texts = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        key, _, text = line.partition(" ")
-        if key:
-            texts[key] = text.strip()
-    return texts
+sys.modules[__name__] = datadir

@@ -9,8 +9,8 @@
 #   TORCHAUDIO_SPEC=...         torchaudio requirement (default: a pure-Python torchaudio, see below)
 #   SKIP_APT=1                  do not try to install Debian packages
 #
-# Idempotent: a stamp keyed on this script, requirements.txt, setup.py and the specs above makes a
-# second run finish in about a second.
+# Idempotent: a stamp keyed on this script, requirements.txt, setup.py, runtime/pyproject.toml and
+# the specs above makes a second run finish in about a second.
 set -euo pipefail
 
 tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +26,7 @@ DEBIAN_PACKAGES="sctk sox espeak-ng flite festival festvox-kallpc16k festvox-us-
 log() { echo "[tools/install.sh] $*"; }
 
 stamp_key=$(cat "${tools_dir}/install.sh" "${tools_dir}/requirements.txt" "${repo_dir}/setup.py" \
+    "${repo_dir}/runtime/pyproject.toml" \
     <(echo "${PYTHON} ${TORCH_SPEC} ${TORCHAUDIO_SPEC} ${ESPNET_SPEC}") | sha256sum | cut -d' ' -f1)
 stamp="${venv}/.eexit_install_stamp"
 
@@ -119,7 +120,7 @@ install_kokoro() {
 }
 
 if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${stamp_key}" ] \
-        && "${venv}/bin/python" -c "import espnet_eexit" >/dev/null 2>&1; then
+        && "${venv}/bin/python" -c "import eexit_runtime, espnet_eexit" >/dev/null 2>&1; then
     install_debs
     install_janeaustenr
     install_whisper_tiny_en
@@ -174,11 +175,14 @@ elif ! "${venv}/bin/python" -c "import torchaudio" >/dev/null 2>&1; then
     fi
 fi
 
-# ---------------------------------------------------------------- this package (editable)
+# ---------------------------------------------------------------- the runtime, then this package
+# runtime/ is the torch-free distribution espnet-eexit-runtime that espnet_eexit depends on; its
+# requirements (numpy, onnxruntime, soundfile, sentencepiece, tokenizers) are installed above.
+pip_install -c "${constraints}" --no-build-isolation -e "${repo_dir}/runtime"
 pip_install --no-deps --no-build-isolation -e "${repo_dir}"
 
 "${venv}/bin/python" - <<'EOF'
-import torch, torchaudio, espnet, espnet_eexit  # noqa: F401
+import torch, torchaudio, espnet, espnet_eexit, eexit_runtime  # noqa: F401
 from espnet2.tasks.asr import decoder_choices, encoder_choices, model_choices
 assert "eexit_conformer" in encoder_choices.classes and "eexit" in model_choices.classes
 assert "eexit_whisper" in encoder_choices.classes and "eexit_whisper" in decoder_choices.classes

@@ -1,15 +1,12 @@
-"""Torch-free early-exit ASR: run an exported model (:mod:`espnet_eexit.export.onnx_segments`)
-with numpy + onnxruntime, stopping at the exit a policy picks.
+"""The torch-free runtime under its ``espnet_eexit`` name: :mod:`eexit_runtime` (the distribution
+``espnet-eexit-runtime``, ``runtime/`` in this repository), which a device installs alone.
 
-    from espnet_eexit.runtime import EarlyExitRuntime
-    runtime = EarlyExitRuntime("exp/asr_x/onnx", num_threads=1)
-    results = runtime.transcribe([waveform], policy="entropy:0.3")   # text, exit layer, confidence
-
+    from espnet_eexit.runtime import EarlyExitRuntime      # = from eexit_runtime import ...
     python -m espnet_eexit.runtime.transcribe --model_dir DIR --policy entropy:0.3 a.wav b.flac
 
-Importing this package pulls in neither torch nor ESPnet: the policies are
-:mod:`espnet_eexit.exit_policy` (numpy), the same code PyTorch decoding uses.
+Importing ``espnet_eexit.runtime`` runs ``espnet_eexit/__init__`` (ESPnet registration, quiet
+imports) but pulls in neither torch nor ESPnet; import :mod:`eexit_runtime` to get neither.
 """
-from espnet_eexit.runtime.model import EarlyExitRuntime, RuntimeResult
+from eexit_runtime import EarlyExitRuntime, RuntimeResult
 
 __all__ = ["EarlyExitRuntime", "RuntimeResult"]
