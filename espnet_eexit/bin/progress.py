@@ -203,13 +203,25 @@ def _say(text: str) -> None:
 
 
 def _batches_from_config(config: Path) -> Optional[int]:
-    """``num_iters_per_epoch`` of the experiment's config.yaml (ESPnet writes it at the start)."""
-    try:
-        import yaml
+    """``num_iters_per_epoch`` of the experiment's config.yaml (ESPnet writes it at the start).
 
-        value = (yaml.safe_load(config.read_text()) or {}).get("num_iters_per_epoch")
-        return int(value) if value else None
-    except Exception:  # noqa: BLE001 - a progress line never stops anything
+    Read from its one top-level line, not by parsing the YAML: a Whisper model's config.yaml holds
+    a 51,864-entry token list, which takes seconds of CPU to parse, and this runs beside training."""
+    try:
+        with open(config, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("num_iters_per_epoch:"):
+                    value = line.split(":", 1)[1].strip()
+                    return int(value) if value.isdigit() else None
+    except OSError:
+        pass
+    return None
+
+
+def _mtime(path: Path) -> Optional[float]:
+    try:
+        return path.stat().st_mtime
+    except OSError:
         return None
 
 
@@ -217,12 +229,15 @@ def follow_training(log: Path, pid: int, interval: float, show: Optional[str], s
                     poll: float = 2.0) -> None:
     reader, state = LogReader(log, skip_inode), TrainProgress(show)
     last_status = time.monotonic()
+    config_mtime: Optional[float] = None
     while True:
         ended = process_ended(pid)
         for line in reader.lines():
             state.feed(line)
-        if state.fixed_batches is None:
-            state.fixed_batches = _batches_from_config(log.parent / "config.yaml")
+        config = log.parent / "config.yaml"
+        if state.fixed_batches is None and _mtime(config) != config_mtime:
+            config_mtime = _mtime(config)  # read again only when ESPnet writes it again
+            state.fixed_batches = _batches_from_config(config)
         for line in state.finished:
             _say(line)
         state.finished.clear()
