@@ -10,6 +10,7 @@ from pathlib import Path
 from espnet2.train.reporter import Reporter
 
 from espnet_eexit.bin.progress import DecodeProgress, TrainProgress, format_eta
+from espnet_eexit.bin import progress
 
 ASR_SH = Path(__file__).resolve().parents[2] / "egs2" / "TEMPLATE" / "asr1" / "asr.sh"
 T0 = datetime.datetime(2026, 12, 2, 10, 0, 0)
@@ -162,3 +163,14 @@ echo "job status $?"
     # a bad --pid (no such process) ends at once
     gone = _follow(tmp_path, '"$PY" -m espnet_eexit.bin.progress --pid 999999999 decode "none*"; echo rc=$?')
     assert gone.stdout.strip() == "rc=0"
+
+
+def test_batches_per_epoch_come_from_the_config_line_not_a_yaml_parse(tmp_path):
+    # a Whisper config.yaml holds a 51,864-entry token list; the follower reads the one line it needs
+    config = tmp_path / "config.yaml"
+    tokens = "".join(f"- tok{i}\n" for i in range(51864))
+    config.write_text(f"token_list:\n{tokens}num_iters_per_epoch: 467\nother: 1\n")
+    assert progress._batches_from_config(config) == 467
+    config.write_text(f"token_list:\n{tokens}num_iters_per_epoch: null\n")
+    assert progress._batches_from_config(config) is None
+    assert progress._batches_from_config(tmp_path / "missing.yaml") is None

@@ -4,7 +4,7 @@
 #   ./run.sh                                    # default corpus (~5 h), stages 1-13: early-exit Whisper
 #                                               # tiny.en fine-tuned, 1 epoch, dev, test, test_engine and
 #                                               # real_test decoded
-#   ./run.sh --test_sets test                   # what `make demo` runs
+#   ./run.sh --test_sets "test test_engine real_test"   # what `make demo` runs
 #   ./run.sh --corpus_size tiny                 # ~200 utterances (CI smoke test)
 #   ./run.sh --stage 10                         # collect stats, train (resumes exp/), decode, score
 #
