@@ -164,6 +164,28 @@ def test_pretrained_backbone_config_fine_tunes_with_exits(name, tmp_path):
     assert all(model.ctc_for_exit(k).ctc_lo.weight.grad is not None for k in model.exit_layers)
 
 
+def build_synth_en_whisper(config: str, monkeypatch):
+    """A synth_en Whisper config as asr_train reads it in the recipe directory (its whisper_model
+    paths are relative to it), on the tiny.en that tools/install.sh converts: (args, model)."""
+    monkeypatch.chdir(SYNTH_EN_CONF.parent)
+    tokens = (REPO / "tools/pretrained/whisper-tiny.en/tokenizer_lowercase/tokens.txt")
+    assert tokens.is_file(), f"{tokens}: missing (run tools/install.sh)"
+    args = EarlyExitASRTask.get_parser().parse_args(["--config", config])
+    args.token_list = tokens.read_text(encoding="utf-8").splitlines()
+    return args, EarlyExitASRTask.build_model(args)
+
+
+def freeze_as_espnet(model, freeze_param):
+    """ESPnet's AbsTask.main_worker rule for freeze_param (a name prefix, or the whole name); each
+    prefix must name a parameter, since a typo would silently freeze nothing."""
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in freeze_param:
+        assert any(n.startswith(prefix + ".") or n == prefix for n in names), prefix
+    for name, p in model.named_parameters():
+        if any(name.startswith(t + ".") or name == t for t in freeze_param):
+            p.requires_grad = False
+
+
 @pytest.mark.parametrize("config, exits, per_exit", [
     ("conf/train_asr_eexit_whisper.yaml", [1, 2, 3, 4], True),
     ("conf/tuning/train_asr_eexit_whisper_specaug.yaml", [1, 2, 3, 4], True),
@@ -172,12 +194,7 @@ def test_pretrained_backbone_config_fine_tunes_with_exits(name, tmp_path):
 def test_synth_en_whisper_configs_fine_tune_tiny_en(config, exits, per_exit, monkeypatch):
     """synth_en's Whisper configs as asr_train reads them in the recipe directory (their
     whisper_model paths are relative to it), on the tiny.en that tools/install.sh converts."""
-    monkeypatch.chdir(SYNTH_EN_CONF.parent)
-    tokens = (REPO / "tools/pretrained/whisper-tiny.en/tokenizer_lowercase/tokens.txt")
-    assert tokens.is_file(), f"{tokens}: missing (run tools/install.sh)"
-    args = EarlyExitASRTask.get_parser().parse_args(["--config", config])
-    args.token_list = tokens.read_text(encoding="utf-8").splitlines()
-    model = EarlyExitASRTask.build_model(args)
+    args, model = build_synth_en_whisper(config, monkeypatch)
     assert model.exit_layers == exits and model.ctc is None
     decoders = [model.decoder_for_exit(k) for k in model.exit_layers]
     if per_exit:  # each exit its own copy of the pretrained decoder
@@ -210,18 +227,9 @@ def test_frozen_whisper_configs_train_only_cross_attention_and_exit_norms(config
     language model (embeddings, self-attention, feed-forward) bit-identical; the lower exits learn
     their norms and their decoders' cross-attention, the last exit's cross-attention too with
     frozen_encoder (with frozen_path the last exit stays the untouched tiny.en)."""
-    monkeypatch.chdir(SYNTH_EN_CONF.parent)
-    tokens = (REPO / "tools/pretrained/whisper-tiny.en/tokenizer_lowercase/tokens.txt")
-    assert tokens.is_file(), f"{tokens}: missing (run tools/install.sh)"
-    args = EarlyExitASRTask.get_parser().parse_args(["--config", config])
-    args.token_list = tokens.read_text(encoding="utf-8").splitlines()
-    model = EarlyExitASRTask.build_model(args)
+    args, model = build_synth_en_whisper(config, monkeypatch)
     names = [n for n, _ in model.named_parameters()]
-    for prefix in args.freeze_param:  # a typo would silently freeze nothing
-        assert any(n.startswith(prefix + ".") for n in names), prefix
-        for n, p in model.named_parameters():
-            if n.startswith(prefix + "."):
-                p.requires_grad = False
+    freeze_as_espnet(model, args.freeze_param)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     speech, lengths, _, _ = tiny_batch()
     text = torch.tensor([[340, 338, 257, 3872], [340, 318, 257, -1]])
@@ -252,16 +260,9 @@ def test_synth_en_whisper_frozen_path_ctc_config_trains_character_heads_only_aro
     """The frozen-path config with character CTC heads, on the real tiny.en, frozen as asr_train
     freezes it (freeze_param): one step gives every exit's head a gradient (the last exit's too)
     and none to the frozen path; each exit's loss is 0.3 CTC over characters + 0.7 attention."""
-    monkeypatch.chdir(SYNTH_EN_CONF.parent)
-    tokens = (REPO / "tools/pretrained/whisper-tiny.en/tokenizer_lowercase/tokens.txt")
-    assert tokens.is_file(), f"{tokens}: missing (run tools/install.sh)"
-    config = "conf/tuning/train_asr_eexit_whisper_frozen_path_ctc.yaml"
-    args = EarlyExitASRTask.get_parser().parse_args(["--config", config])
-    args.token_list = tokens.read_text(encoding="utf-8").splitlines()
-    model = EarlyExitASRTask.build_model(args)
-    for name, p in model.named_parameters():  # as ESPnet's AbsTask does with freeze_param
-        if any(name.startswith(t + ".") or name == t for t in args.freeze_param):
-            p.requires_grad = False
+    args, model = build_synth_en_whisper("conf/tuning/train_asr_eexit_whisper_frozen_path_ctc.yaml",
+                                         monkeypatch)
+    freeze_as_espnet(model, args.freeze_param)
     heads = [model.ctc_for_exit(k) for k in model.exit_layers]
     assert model.ctc_weight == 0.3 and len({id(h) for h in heads}) == 4
     assert all(h.ctc_lo.weight.shape == (29, 384) and h.ctc_lo.weight.requires_grad for h in heads)
